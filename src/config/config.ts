@@ -1,0 +1,195 @@
+/**
+ * The archive's one configuration: every setting comes from the environment,
+ * is validated here by one zod schema, and is parsed once at start. A bad value
+ * stops start-up with a message naming the variable.
+ */
+import path from 'node:path';
+import { isIP } from 'node:net';
+import { z } from 'zod';
+import { ConfigError } from '../errors.js';
+import { parseByteSize } from './byte-size.js';
+
+const port = (dflt: number) => z.coerce.number().int().min(0).max(65535).default(dflt);
+
+const bool = (dflt: boolean) =>
+  z
+    .enum(['true', 'false', '1', '0', 'yes', 'no'])
+    .default(dflt ? 'true' : 'false')
+    .transform((v) => v === 'true' || v === '1' || v === 'yes');
+
+const byteSize = (dflt: string) =>
+  z
+    .string()
+    .default(dflt)
+    .transform((v, ctx) => {
+      const n = parseByteSize(v);
+      if (n === undefined || n <= 0) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a byte size: "${v}" (e.g. 150MB, 1048576)` });
+        return z.NEVER;
+      }
+      return n;
+    });
+
+const cidrList = (dflt: string) =>
+  z
+    .string()
+    .default(dflt)
+    .transform((v, ctx) => {
+      const items = v
+        .split(',')
+        .map((s) => s.trim())
+        .filter(Boolean);
+      for (const item of items) {
+        const [addr, bits, extra] = item.split('/');
+        const family = isIP(addr ?? '');
+        const max = family === 6 ? 128 : 32;
+        const b = bits === undefined ? max : Number(bits);
+        if (!family || extra !== undefined || !Number.isInteger(b) || b < 0 || b > max) {
+          ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a CIDR network: "${item}"` });
+          return z.NEVER;
+        }
+      }
+      return items;
+    });
+
+const optionalString = z
+  .string()
+  .optional()
+  .transform((v) => (v === '' ? undefined : v));
+
+/** Names of settings whose values never appear in output or logs. */
+export const SECRET_KEYS = [
+  'ARCHIVE_SMTP_AUTH_PASSWORD',
+  'ARCHIVE_S3_SECRET_ACCESS_KEY',
+  'ARCHIVE_OPENSEARCH_PASSWORD',
+  'ARCHIVE_REDIS_URL',
+] as const;
+
+export const envSchema = z.object({
+  /** Where the embedded store, catalog and spool live. */
+  ARCHIVE_DATA_DIR: z.string().min(1).default('./data'),
+  ARCHIVE_LOG_LEVEL: z.enum(['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']).default('info'),
+  /** Human-readable logs; for development only (slower, not machine-parseable). */
+  ARCHIVE_LOG_PRETTY: bool(false),
+  /** Organisation name printed on reports. */
+  ARCHIVE_ORG_NAME: z.string().default('Mail Archive'),
+
+  ARCHIVE_HTTP_HOST: z.string().default('0.0.0.0'),
+  ARCHIVE_HTTP_PORT: port(8080),
+
+  ARCHIVE_SMTP_HOST: z.string().default('0.0.0.0'),
+  ARCHIVE_SMTP_PORT: port(2525),
+  /** Name announced in the SMTP greeting. */
+  ARCHIVE_SMTP_HOSTNAME: z.string().default('mail-archive'),
+  /** Largest message accepted, announced with SIZE and enforced with 552. Exchange journal reports of large mail need room. */
+  ARCHIVE_SMTP_MAX_SIZE: byteSize('150MB'),
+  /** Client networks allowed to connect (CIDR, comma-separated). Default: loopback and private networks. */
+  ARCHIVE_SMTP_ALLOW_NETWORKS: cidrList('127.0.0.0/8,::1/128,10.0.0.0/8,172.16.0.0/12,192.168.0.0/16,fc00::/7'),
+  /** PEM certificate and key files; when both are set, STARTTLS is offered. */
+  ARCHIVE_SMTP_TLS_CERT: optionalString,
+  ARCHIVE_SMTP_TLS_KEY: optionalString,
+  /** When set, SMTP AUTH (PLAIN/LOGIN) is offered and required with these credentials. */
+  ARCHIVE_SMTP_AUTH_USER: optionalString,
+  ARCHIVE_SMTP_AUTH_PASSWORD: optionalString,
+  /** Concurrent SMTP connections; each holds one spool file open at most. */
+  ARCHIVE_SMTP_MAX_CLIENTS: z.coerce.number().int().min(1).default(100),
+
+  /** Object store driver: `fs` (embedded, write-once files) or `s3` (S3 with Object Lock). */
+  ARCHIVE_STORE: z.enum(['fs', 's3']).default('fs'),
+  /** Index and catalog driver: `sqlite` (embedded FTS5) or `opensearch`. */
+  ARCHIVE_INDEX: z.enum(['sqlite', 'opensearch']).default('sqlite'),
+  /** Background job driver: `inline` (in-process) or `redis` (bull). */
+  ARCHIVE_QUEUE: z.enum(['inline', 'redis']).default('inline'),
+
+  ARCHIVE_S3_ENDPOINT: optionalString,
+  ARCHIVE_S3_REGION: z.string().default('us-east-1'),
+  ARCHIVE_S3_BUCKET: optionalString,
+  ARCHIVE_S3_PREFIX: z.string().default(''),
+  ARCHIVE_S3_ACCESS_KEY_ID: optionalString,
+  ARCHIVE_S3_SECRET_ACCESS_KEY: optionalString,
+  ARCHIVE_S3_FORCE_PATH_STYLE: bool(false),
+  ARCHIVE_S3_LOCK_MODE: z.enum(['COMPLIANCE', 'GOVERNANCE']).default('COMPLIANCE'),
+  /** Retention applied to every new object until a policy sets a longer one (days). */
+  ARCHIVE_S3_DEFAULT_RETENTION_DAYS: z.coerce.number().int().min(1).default(2555),
+  ARCHIVE_S3_SSE: z.enum(['none', 'AES256', 'aws:kms']).default('none'),
+  ARCHIVE_S3_SSE_KMS_KEY_ID: optionalString,
+
+  ARCHIVE_OPENSEARCH_URL: z.string().url().default('http://127.0.0.1:9200'),
+  ARCHIVE_OPENSEARCH_USERNAME: optionalString,
+  ARCHIVE_OPENSEARCH_PASSWORD: optionalString,
+  /** PEM CA bundle for a private CA; verification is never turned off. */
+  ARCHIVE_OPENSEARCH_CA: optionalString,
+  ARCHIVE_OPENSEARCH_INDEX_PREFIX: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/).default('archive'),
+
+  ARCHIVE_REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
+  ARCHIVE_QUEUE_PREFIX: z.string().default('archive'),
+
+  /** Parallel index-worker jobs per process. Each holds one parsed message in memory (bounded by the parser limits). */
+  ARCHIVE_INDEX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+});
+
+export type Env = z.infer<typeof envSchema>;
+
+/** The effective configuration, resolved from the environment. */
+export interface Config extends Env {
+  /** Absolute path of ARCHIVE_DATA_DIR. */
+  dataDir: string;
+}
+
+/**
+ * Parses and validates the environment once. Throws ConfigError naming every
+ * bad variable.
+ */
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
+  const input: Record<string, string> = {};
+  for (const key of Object.keys(envSchema.shape)) {
+    const v = env[key];
+    if (v !== undefined) input[key] = v;
+  }
+  const parsed = envSchema.safeParse(input);
+  if (!parsed.success) {
+    const lines = parsed.error.issues.map((i) => `  ${i.path.join('.')}: ${i.message}`);
+    throw new ConfigError(`Invalid configuration:\n${lines.join('\n')}`);
+  }
+  const cfg = parsed.data;
+  const problems: string[] = [];
+  if (!!cfg.ARCHIVE_SMTP_TLS_CERT !== !!cfg.ARCHIVE_SMTP_TLS_KEY) {
+    problems.push('  ARCHIVE_SMTP_TLS_CERT and ARCHIVE_SMTP_TLS_KEY must be set together');
+  }
+  if (!!cfg.ARCHIVE_SMTP_AUTH_USER !== !!cfg.ARCHIVE_SMTP_AUTH_PASSWORD) {
+    problems.push('  ARCHIVE_SMTP_AUTH_USER and ARCHIVE_SMTP_AUTH_PASSWORD must be set together');
+  }
+  if (cfg.ARCHIVE_STORE === 's3' && !cfg.ARCHIVE_S3_BUCKET) {
+    problems.push('  ARCHIVE_S3_BUCKET: required when ARCHIVE_STORE=s3');
+  }
+  if (cfg.ARCHIVE_S3_SSE === 'aws:kms' && !cfg.ARCHIVE_S3_SSE_KMS_KEY_ID) {
+    problems.push('  ARCHIVE_S3_SSE_KMS_KEY_ID: required when ARCHIVE_S3_SSE=aws:kms');
+  }
+  if (problems.length) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
+  return { ...cfg, dataDir: path.resolve(cfg.ARCHIVE_DATA_DIR) };
+}
+
+/** The configuration with secrets replaced, for `archive config` and logs. */
+export function redactConfig(cfg: Config): Record<string, unknown> {
+  const out: Record<string, unknown> = {};
+  for (const key of Object.keys(envSchema.shape) as (keyof Env)[]) {
+    const v = cfg[key];
+    out[key] = (SECRET_KEYS as readonly string[]).includes(key) && v !== undefined ? redactValue(key, String(v)) : v;
+  }
+  out.dataDir = cfg.dataDir;
+  return out;
+}
+
+function redactValue(key: string, v: string): string {
+  // A Redis URL is useful to see, its password is not.
+  if (key === 'ARCHIVE_REDIS_URL') {
+    try {
+      const u = new URL(v);
+      if (u.password) u.password = '***';
+      return u.toString();
+    } catch {
+      return '***';
+    }
+  }
+  return '***';
+}

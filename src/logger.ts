@@ -1,0 +1,33 @@
+/**
+ * Structured logs (pino), object first: `log.info({sha256}, 'stored')`.
+ * Secrets are redacted by path; pretty output only when asked for (development).
+ */
+import { pino, destination, stdTimeFunctions, type Logger } from 'pino';
+
+export type { Logger };
+
+const REDACT = [
+  'password',
+  '*.password',
+  'token',
+  '*.token',
+  'authorization',
+  '*.authorization',
+  'req.headers.authorization',
+  'req.headers.cookie',
+  '*.secret',
+  'config.ARCHIVE_SMTP_AUTH_PASSWORD',
+  'config.ARCHIVE_S3_SECRET_ACCESS_KEY',
+  'config.ARCHIVE_OPENSEARCH_PASSWORD',
+];
+
+export function createLogger(opts: { level?: string; pretty?: boolean; name?: string } = {}): Logger {
+  return pino({
+    name: opts.name ?? 'archive',
+    level: opts.level ?? 'info',
+    redact: { paths: REDACT, censor: '***' },
+    base: { pid: process.pid },
+    timestamp: stdTimeFunctions.isoTime,
+    ...(opts.pretty ? { transport: { target: 'pino-pretty', options: { destination: 2 } } } : {}),
+  }, opts.pretty ? undefined : destination({ dest: 2, sync: false }));
+}

@@ -1,0 +1,65 @@
+/**
+ * Composition root for the server process: HTTP and SMTP in one process,
+ * sharing one set of services.
+ */
+import type { Server } from 'node:http';
+import type { Logger } from 'pino';
+import type { Config } from './config/config.js';
+import { createServices, type Services } from './services.js';
+import { createHttpApp } from './http/app.js';
+import { SmtpJournalServer } from '../ingest/smtp-journal-server.js';
+
+export interface RunningArchive {
+  services: Services;
+  httpPort: number;
+  smtpPort: number;
+  close(): Promise<void>;
+}
+
+export async function startArchive(config: Config, log: Logger): Promise<RunningArchive> {
+  const services = await createServices(config, log);
+  const app = createHttpApp(services);
+  const http: Server = await new Promise((resolve, reject) => {
+    const srv = app.listen(config.ARCHIVE_HTTP_PORT, config.ARCHIVE_HTTP_HOST, (err?: Error) => (err ? reject(err) : resolve(srv)));
+  });
+  const addr = http.address();
+  const httpPort = typeof addr === 'object' && addr ? addr.port : config.ARCHIVE_HTTP_PORT;
+  log.info({ host: config.ARCHIVE_HTTP_HOST, port: httpPort }, 'HTTP listening');
+
+  const smtp = new SmtpJournalServer({
+    host: config.ARCHIVE_SMTP_HOST,
+    port: config.ARCHIVE_SMTP_PORT,
+    hostname: config.ARCHIVE_SMTP_HOSTNAME,
+    maxBytes: config.ARCHIVE_SMTP_MAX_SIZE,
+    allowNetworks: config.ARCHIVE_SMTP_ALLOW_NETWORKS,
+    tlsCert: config.ARCHIVE_SMTP_TLS_CERT,
+    tlsKey: config.ARCHIVE_SMTP_TLS_KEY,
+    authUser: config.ARCHIVE_SMTP_AUTH_USER,
+    authPassword: config.ARCHIVE_SMTP_AUTH_PASSWORD,
+    maxClients: config.ARCHIVE_SMTP_MAX_CLIENTS,
+    pipeline: services.pipeline,
+    log,
+  });
+  let smtpPort: number;
+  try {
+    smtpPort = await smtp.listen();
+  } catch (err) {
+    http.close();
+    await services.close();
+    throw err;
+  }
+
+  return {
+    services,
+    httpPort,
+    smtpPort,
+    async close() {
+      await smtp.close();
+      await new Promise<void>((resolve) => {
+        http.close(() => resolve());
+        http.closeAllConnections();
+      });
+      await services.close();
+    },
+  };
+}
