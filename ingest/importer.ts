@@ -91,7 +91,10 @@ export async function importPaths(pipeline: IngestPipeline, paths: string[], opt
     for (const file of files) {
       let mbox = false;
       try {
-        mbox = MBOX_EXTENSIONS.has(path.extname(file).toLowerCase()) || (await isMboxFile(file));
+        // A `.eml` is one message as given, even when it starts with an MBOX
+        // `From ` line (downloads often do): it is archived byte for byte.
+        const ext = path.extname(file).toLowerCase();
+        mbox = MBOX_EXTENSIONS.has(ext) || (!MAIL_EXTENSIONS.has(ext) && (await isMboxFile(file)));
       } catch (err) {
         fail(file, err);
         continue;

@@ -106,10 +106,15 @@ export class IngestPipeline {
 
     const envelope = this.buildEnvelope(toStore.sha256, ctx, unwrapped, flags, notes);
     try {
-      const [put] = await Promise.all([
+      // Both writes run at once (their fsyncs overlap), and both are awaited
+      // even when one fails, so no write is still in flight when we answer.
+      const [putMsg, putEnv] = await Promise.allSettled([
         this.opts.store.putMessage({ path: toStore.path, sha256: toStore.sha256, size: toStore.size }),
         this.opts.store.putEnvelope(envelope),
       ]);
+      if (putMsg.status === 'rejected') throw putMsg.reason;
+      if (putEnv.status === 'rejected') throw putEnv.reason;
+      const put = putMsg.value;
       log.debug({ sha256: toStore.sha256, envelope: envelope.id, created: put.created, size: toStore.size }, 'stored');
       this.enqueueIndex(toStore.sha256);
       return {

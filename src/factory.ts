@@ -10,22 +10,31 @@ import type { ObjectStore } from './ports/object-store.js';
 import type { JobQueue } from './ports/job-queue.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { InlineQueue } from './adapters/inline/inline-queue.js';
-import { ConfigError } from './errors.js';
 
 /** Where spool files go: on the data volume, so the fs store can link them into place. */
 export function spoolDirOf(config: Config): string {
   return path.join(config.dataDir, 'spool');
 }
 
-export async function createObjectStore(config: Config, _log: Logger): Promise<ObjectStore> {
+export async function createObjectStore(config: Config, log: Logger): Promise<ObjectStore> {
   switch (config.ARCHIVE_STORE) {
     case 'fs': {
       const store = new FsObjectStore(path.join(config.dataDir, 'store'), spoolDirOf(config));
       await store.init();
       return store;
     }
-    case 's3':
-      throw new ConfigError('ARCHIVE_STORE=s3 is not available in this build yet');
+    case 's3': {
+      // Lazy: the embedded default never loads the AWS SDK.
+      const { S3ObjectStore } = await import('./adapters/s3/s3-object-store.js');
+      const store = S3ObjectStore.fromConfig(config, log);
+      try {
+        await store.init();
+      } catch (err) {
+        await store.close();
+        throw err;
+      }
+      return store;
+    }
   }
 }
 
@@ -33,7 +42,9 @@ export async function createJobQueue(config: Config, log: Logger): Promise<JobQu
   switch (config.ARCHIVE_QUEUE) {
     case 'inline':
       return new InlineQueue(log.child({ component: 'queue' }));
-    case 'redis':
-      throw new ConfigError('ARCHIVE_QUEUE=redis is not available in this build yet');
+    case 'redis': {
+      const { BullQueue } = await import('./adapters/redis/bull-queue.js');
+      return BullQueue.fromConfig(config, log.child({ component: 'queue' }));
+    }
   }
 }

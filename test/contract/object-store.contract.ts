@@ -1,0 +1,281 @@
+/**
+ * The object store contract: one suite that every ObjectStore adapter must
+ * pass (fs and S3). A behaviour that differs between adapters is a bug, so
+ * nothing here may know which adapter it drives, except through the fixture's
+ * `corrupt` hook (tampering necessarily goes around the adapter).
+ */
+import { createHash, randomBytes, randomUUID } from 'node:crypto';
+import { createWriteStream } from 'node:fs';
+import { access, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import { newEnvelopeId } from '../../src/domain/envelope-id.js';
+import type { Envelope, Sha256 } from '../../src/domain/types.js';
+import { IntegrityError, NotFoundError, StorageUnavailableError } from '../../src/errors.js';
+import { sha256Hex } from '../../src/integrity/sha256.js';
+import type { ObjectStore, SpoolFile } from '../../src/ports/object-store.js';
+
+export interface StoreFixture {
+  store: ObjectStore;
+  /** Where the test writes spool files; the store takes them over. */
+  spoolDir: string;
+  cleanup(): Promise<void>;
+  /**
+   * Replaces the bytes stored for `sha256` behind the adapter's back, the way
+   * bit rot or an attacker with raw access would (fs: rewrite the file; S3: a
+   * new object version).
+   */
+  corrupt(sha256: Sha256, bytes: Buffer): Promise<void>;
+}
+
+const MiB = 1024 * 1024;
+
+/** Writes `bytes` to a new spool file and describes it as ingest would. */
+export async function spoolBytes(spoolDir: string, bytes: Buffer, claimedSha?: Sha256): Promise<SpoolFile> {
+  const file = path.join(spoolDir, `${randomUUID()}.spool`);
+  await writeFile(file, bytes);
+  return { path: file, sha256: claimedSha ?? sha256Hex(bytes), size: bytes.length };
+}
+
+/** Streams `size` random bytes into a spool file, hashing on the way (never the whole file in memory). */
+export async function spoolRandom(spoolDir: string, size: number): Promise<SpoolFile> {
+  const file = path.join(spoolDir, `${randomUUID()}.spool`);
+  const hash = createHash('sha256');
+  let left = size;
+  const chunks = (function* () {
+    while (left > 0) {
+      const n = Math.min(left, MiB);
+      left -= n;
+      const b = randomBytes(n);
+      hash.update(b);
+      yield b;
+    }
+  })();
+  await pipeline(Readable.from(chunks), createWriteStream(file));
+  return { path: file, sha256: hash.digest('hex'), size };
+}
+
+/** A small message that looks like mail and has every byte value in it (no text-mode mangling may survive). */
+export function sampleMessage(tag: string): Buffer {
+  const head = `From: a@example.com\r\nTo: b@example.com\r\nSubject: ${tag}\r\nMessage-ID: <${randomUUID()}@example.com>\r\n\r\n`;
+  const all = Buffer.from(Array.from({ length: 256 }, (_, i) => i));
+  return Buffer.concat([Buffer.from(head, 'latin1'), all, Buffer.from('\r\n.\r\n\n\r', 'latin1'), randomBytes(64)]);
+}
+
+export async function readAll(stream: Readable): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  for await (const c of stream) parts.push(c as Buffer);
+  return Buffer.concat(parts);
+}
+
+export async function hashStream(stream: Readable): Promise<{ sha256: Sha256; bytes: number }> {
+  const hash = createHash('sha256');
+  let bytes = 0;
+  for await (const c of stream) {
+    hash.update(c as Buffer);
+    bytes += (c as Buffer).length;
+  }
+  return { sha256: hash.digest('hex'), bytes };
+}
+
+export async function fileGone(file: string): Promise<boolean> {
+  try {
+    await access(file);
+    return false;
+  } catch (err) {
+    return (err as NodeJS.ErrnoException).code === 'ENOENT';
+  }
+}
+
+export function makeEnvelope(sha256: Sha256, over: Partial<Envelope> = {}): Envelope {
+  return {
+    id: newEnvelopeId(),
+    sha256,
+    source: 'smtp',
+    receivedAt: new Date().toISOString(),
+    recipients: [{ address: 'b@example.com', kind: 'to' }],
+    smtp: { peer: '127.0.0.1', mailFrom: 'a@example.com', rcptTo: ['journal@archive.example'] },
+    flags: [],
+    ...over,
+  };
+}
+
+/** Runs `fn` over `items`, `limit` at a time. */
+async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<unknown>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: limit }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}
+
+export function objectStoreContract(name: string, makeStore: () => Promise<StoreFixture>): void {
+  describe(`ObjectStore contract: ${name}`, () => {
+    let fx: StoreFixture;
+    let store: ObjectStore;
+
+    beforeEach(async () => {
+      fx = await makeStore();
+      store = fx.store;
+    });
+
+    afterEach(async () => {
+      await fx?.cleanup();
+    });
+
+    it('round trip: getMessage returns the identical bytes, and the spool file is taken over', async () => {
+      const bytes = sampleMessage('round trip');
+      const spool = await spoolBytes(fx.spoolDir, bytes);
+      expect(await store.putMessage(spool)).toEqual({ created: true });
+      expect(await fileGone(spool.path)).toBe(true);
+      expect((await readAll(await store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+      expect((await readAll(await store.getMessage(spool.sha256, { verify: false }))).equals(bytes)).toBe(true);
+    });
+
+    it('duplicate put: created false, spool file removed, the stored original untouched', async () => {
+      const original = sampleMessage('original');
+      const first = await spoolBytes(fx.spoolDir, original);
+      expect((await store.putMessage(first)).created).toBe(true);
+      // A second delivery claiming the same hash, with other bytes: the store
+      // must never replace what it holds.
+      const impostor = await spoolBytes(fx.spoolDir, sampleMessage('impostor'), first.sha256);
+      expect(await store.putMessage(impostor)).toEqual({ created: false });
+      expect(await fileGone(impostor.path)).toBe(true);
+      expect((await readAll(await store.getMessage(first.sha256))).equals(original)).toBe(true);
+      expect(await store.statMessage(first.sha256)).toEqual({ sha256: first.sha256, size: original.length });
+    });
+
+    it('concurrent puts of one message: exactly one is created, the bytes are intact', async () => {
+      const bytes = sampleMessage('race');
+      const spools = await Promise.all([0, 1, 2].map(() => spoolBytes(fx.spoolDir, bytes)));
+      const results = await Promise.all(spools.map((s) => store.putMessage(s)));
+      expect(results.filter((r) => r.created)).toHaveLength(1);
+      for (const s of spools) expect(await fileGone(s.path)).toBe(true);
+      expect((await readAll(await store.getMessage(spools[0].sha256))).equals(bytes)).toBe(true);
+    });
+
+    it('envelope put/get round trip; a duplicate envelope id is rejected and the first record kept', async () => {
+      const spool = await spoolBytes(fx.spoolDir, sampleMessage('envelope'));
+      await store.putMessage(spool);
+      const env = makeEnvelope(spool.sha256, {
+        journal: { format: 'exchange2007', sender: 'a@example.com', subject: 'Grüße ✓', messageId: '<x@y>' },
+        recipients: [
+          { address: 'b@example.com', kind: 'to' },
+          { address: 'c@example.com', kind: 'bcc', expandedFrom: 'all@example.com' },
+        ],
+        flags: ['journal-malformed'],
+        notes: ['a note'],
+      });
+      await store.putEnvelope(env);
+      expect(await store.getEnvelopes(spool.sha256)).toEqual([env]);
+
+      const again = { ...env, flags: ['tampered'] };
+      await expect(store.putEnvelope(again)).rejects.toBeInstanceOf(StorageUnavailableError);
+      expect(await store.getEnvelopes(spool.sha256)).toEqual([env]);
+    });
+
+    it('putEnvelope refuses ids and hashes that could escape the layout', async () => {
+      const sha = sha256Hex('x');
+      await expect(store.putEnvelope(makeEnvelope(sha, { id: '../../etc' }))).rejects.toThrow();
+      await expect(store.putEnvelope(makeEnvelope('../' + sha))).rejects.toThrow();
+      await expect(store.getMessage('../../etc/passwd')).rejects.toThrow(/not a SHA-256/);
+    });
+
+    it('getEnvelopes: every envelope of the message, oldest first, and only its own', async () => {
+      const spool = await spoolBytes(fx.spoolDir, sampleMessage('order'));
+      const other = await spoolBytes(fx.spoolDir, sampleMessage('other'));
+      await store.putMessage(spool);
+      await store.putMessage(other);
+      const t0 = Date.parse('2026-01-02T03:04:05.006Z');
+      const envs = [5, 0, 3, 1, 4, 2].map((i) => makeEnvelope(spool.sha256, { id: newEnvelopeId(new Date(t0 + i * 1000)), receivedAt: new Date(t0 + i * 1000).toISOString() }));
+      for (const e of envs) await store.putEnvelope(e);
+      await store.putEnvelope(makeEnvelope(other.sha256));
+      const got = await store.getEnvelopes(spool.sha256);
+      expect(got.map((e) => e.id)).toEqual(envs.map((e) => e.id).sort());
+      expect(got.map((e) => e.receivedAt)).toEqual([...got.map((e) => e.receivedAt)].sort());
+      expect(await store.getEnvelopes(sha256Hex('never stored'))).toEqual([]);
+    });
+
+    it('listMessages and listEnvelopes are complete (50 messages, 60 envelopes)', async () => {
+      const expectedMessages = new Map<Sha256, number>();
+      const expectedEnvelopes = new Set<string>();
+      await eachLimit(
+        Array.from({ length: 50 }, (_, i) => i),
+        8,
+        async (i) => {
+          const bytes = Buffer.concat([sampleMessage(`list ${i}`), randomBytes(i * 37)]);
+          const spool = await spoolBytes(fx.spoolDir, bytes);
+          await store.putMessage(spool);
+          expectedMessages.set(spool.sha256, bytes.length);
+          for (let k = 0; k < (i % 5 === 0 ? 2 : 1); k++) {
+            const env = makeEnvelope(spool.sha256);
+            await store.putEnvelope(env);
+            expectedEnvelopes.add(env.id);
+          }
+        },
+      );
+      const listed = new Map<Sha256, number>();
+      for await (const m of store.listMessages()) {
+        expect(listed.has(m.sha256)).toBe(false);
+        listed.set(m.sha256, m.size);
+      }
+      expect(listed).toEqual(expectedMessages);
+
+      const envIds: string[] = [];
+      for await (const e of store.listEnvelopes()) {
+        expect(expectedMessages.has(e.sha256)).toBe(true);
+        envIds.push(e.id);
+      }
+      expect(envIds).toHaveLength(60);
+      expect(new Set(envIds)).toEqual(expectedEnvelopes);
+    });
+
+    it('statMessage gives the size; undefined when absent', async () => {
+      const bytes = sampleMessage('stat');
+      const spool = await spoolBytes(fx.spoolDir, bytes);
+      await store.putMessage(spool);
+      expect(await store.statMessage(spool.sha256)).toEqual({ sha256: spool.sha256, size: bytes.length });
+      expect(await store.statMessage(sha256Hex('absent'))).toBeUndefined();
+    });
+
+    it('getMessage of an absent message rejects with NotFoundError', async () => {
+      await expect(store.getMessage(sha256Hex('absent'))).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.getMessage(sha256Hex('absent'), { verify: false })).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it('verify: stored bytes altered behind the store are detected with IntegrityError', async () => {
+      const bytes = sampleMessage('evidence');
+      const spool = await spoolBytes(fx.spoolDir, bytes);
+      await store.putMessage(spool);
+      const tampered = Buffer.from(bytes);
+      tampered[tampered.length - 70] ^= 0x01; // one flipped bit
+      await fx.corrupt(spool.sha256, tampered);
+
+      const err = await readAll(await store.getMessage(spool.sha256)).then(
+        () => undefined,
+        (e: unknown) => e,
+      );
+      expect(err).toBeInstanceOf(IntegrityError);
+      expect((err as IntegrityError).details).toMatchObject({ expected: spool.sha256, actual: sha256Hex(tampered) });
+      // Opting out of verification hands over the bytes as stored.
+      expect((await readAll(await store.getMessage(spool.sha256, { verify: false }))).equals(tampered)).toBe(true);
+    });
+
+    it('a 70 MiB message streams in and out and hashes right', async () => {
+      const spool = await spoolRandom(fx.spoolDir, 70 * MiB);
+      expect(await store.putMessage(spool)).toEqual({ created: true });
+      expect(await fileGone(spool.path)).toBe(true);
+      expect(await store.statMessage(spool.sha256)).toEqual({ sha256: spool.sha256, size: 70 * MiB });
+      expect(await hashStream(await store.getMessage(spool.sha256))).toEqual({ sha256: spool.sha256, bytes: 70 * MiB });
+    }, 180_000);
+
+    it('health is ok', async () => {
+      const h = await store.health();
+      expect(h.ok).toBe(true);
+      expect(h.driver).toBe(store.driver);
+    });
+  });
+}

@@ -1,0 +1,445 @@
+/**
+ * Runs the object store contract against both adapters, then the S3 Object
+ * Lock behaviour that only the S3 adapter has (lock mode, retention, legal
+ * holds, bucket checks, an unreachable endpoint).
+ *
+ * S3 runs against the endpoint in ARCHIVE_TEST_S3_ENDPOINT (moto from
+ * `infra/s3.sh start`: http://127.0.0.1:4566, any credentials). Each run makes
+ * a fresh bucket with Object Lock, and each test a fresh key prefix in it.
+ * Without the variable the S3 part is skipped loudly, or fails under CI=true.
+ */
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { createServer } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import {
+  CreateBucketCommand,
+  GetObjectCommand,
+  GetObjectLegalHoldCommand,
+  HeadObjectCommand,
+  ListObjectVersionsCommand,
+  PutObjectCommand,
+  S3Client,
+  type PutObjectRetentionCommandInput,
+} from '@aws-sdk/client-s3';
+import { pino } from 'pino';
+import { afterAll, describe, expect, it } from 'vitest';
+import { FsObjectStore } from '../src/adapters/fs/fs-object-store.js';
+import { S3ObjectStore, type S3ObjectStoreOptions } from '../src/adapters/s3/s3-object-store.js';
+import { ConfigError, NotFoundError, StorageUnavailableError } from '../src/errors.js';
+import { sha256Hex } from '../src/integrity/sha256.js';
+import {
+  fileGone,
+  hashStream,
+  makeEnvelope,
+  objectStoreContract,
+  readAll,
+  sampleMessage,
+  spoolBytes,
+  spoolRandom,
+  type StoreFixture,
+} from './contract/object-store.contract.js';
+
+const silent = pino({ level: 'silent' });
+const DAY_MS = 24 * 60 * 60 * 1000;
+const MiB = 1024 * 1024;
+
+// ---------------------------------------------------------------- fs adapter
+
+objectStoreContract('fs', async (): Promise<StoreFixture> => {
+  const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-contract-'));
+  const spoolDir = path.join(root, 'spool');
+  const store = new FsObjectStore(path.join(root, 'store'), spoolDir);
+  await store.init();
+  return {
+    store,
+    spoolDir,
+    cleanup: async () => {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    },
+    corrupt: async (sha256, bytes) => {
+      // Stored objects are 0444; root (or anyone who can chmod) can still rewrite them.
+      const file = store.objectPath(sha256);
+      await chmod(file, 0o644);
+      await writeFile(file, bytes);
+      await chmod(file, 0o444);
+    },
+  };
+});
+
+// ---------------------------------------------------------------- S3 adapter
+
+const endpoint = process.env.ARCHIVE_TEST_S3_ENDPOINT;
+const credentials = { accessKeyId: 'test', secretAccessKey: 'test' };
+const region = 'us-east-1';
+const bucket = `archive-contract-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+
+function rawClient(): S3Client {
+  return new S3Client({ endpoint, region, credentials, forcePathStyle: true, requestChecksumCalculation: 'WHEN_REQUIRED', responseChecksumValidation: 'WHEN_REQUIRED' });
+}
+
+let raw: S3Client | undefined;
+let bucketReady: Promise<void> | undefined;
+let prefixSeq = 0;
+
+/** The run's bucket, created once, with Object Lock (which turns versioning on). */
+function ensureBucket(): Promise<void> {
+  raw ??= rawClient();
+  const client = raw;
+  bucketReady ??= client.send(new CreateBucketCommand({ Bucket: bucket, ObjectLockEnabledForBucket: true })).then(() => undefined);
+  return bucketReady;
+}
+
+function s3Options(over: Partial<S3ObjectStoreOptions> = {}): S3ObjectStoreOptions {
+  return {
+    endpoint,
+    region,
+    bucket,
+    prefix: `run/${++prefixSeq}-${randomBytes(3).toString('hex')}/`,
+    credentials,
+    forcePathStyle: true,
+    lockMode: 'COMPLIANCE',
+    defaultRetentionDays: 30,
+    sse: 'none',
+    log: silent,
+    // Small pages, so listing crosses many page boundaries.
+    listPageSize: 7,
+    ...over,
+  };
+}
+
+async function s3Fixture(over: Partial<S3ObjectStoreOptions> = {}): Promise<StoreFixture & { store: S3ObjectStore; prefix: string }> {
+  await ensureBucket();
+  const opts = s3Options(over);
+  const store = new S3ObjectStore(opts);
+  await store.init();
+  const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'archive-s3-contract-'));
+  return {
+    store,
+    spoolDir,
+    prefix: opts.prefix,
+    cleanup: async () => {
+      await store.close();
+      await rm(spoolDir, { recursive: true, force: true });
+    },
+    corrupt: async (sha256, bytes) => {
+      // Anyone with s3:PutObject can stack a new version on the key; the
+      // locked original survives, but a plain GET now returns the new bytes.
+      await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: `${opts.prefix}messages/${sha256}`, Body: bytes }));
+    },
+  };
+}
+
+afterAll(() => {
+  raw?.destroy();
+});
+
+/** A TCP port on which nothing listens. */
+async function closedPort(): Promise<number> {
+  const srv = createServer();
+  await new Promise<void>((resolve) => srv.listen(0, '127.0.0.1', resolve));
+  const port = (srv.address() as { port: number }).port;
+  await new Promise<void>((resolve) => srv.close(() => resolve()));
+  return port;
+}
+
+/** Within `slackMs` of `expected` (S3 may keep retain-until dates to the second). */
+function near(actual: Date | undefined, expected: number, slackMs = 2_000): boolean {
+  return actual !== undefined && Math.abs(actual.getTime() - expected) <= slackMs;
+}
+
+if (!endpoint) {
+  const msg =
+    'ARCHIVE_TEST_S3_ENDPOINT is not set: the S3 object store contract did NOT run. ' +
+    'Start moto with `infra/s3.sh start` and export ARCHIVE_TEST_S3_ENDPOINT=http://127.0.0.1:4566';
+  if (process.env.CI === 'true') {
+    describe('ObjectStore contract: s3', () => {
+      it('needs an S3 endpoint in CI', () => {
+        throw new Error(msg);
+      });
+    });
+  } else {
+    console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${msg}\n${'!'.repeat(100)}\n`);
+    describe.skip('ObjectStore contract: s3 (no ARCHIVE_TEST_S3_ENDPOINT)', () => {
+      it('skipped', () => undefined);
+    });
+  }
+} else {
+  objectStoreContract('s3', () => s3Fixture());
+
+  describe('S3ObjectStore: Object Lock', () => {
+    it('messages and envelopes carry the lock mode and a retain-until date defaultRetentionDays ahead', async () => {
+      const fx = await s3Fixture({ defaultRetentionDays: 30 });
+      try {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage('locked'));
+        const before = Date.now();
+        await fx.store.putMessage(spool);
+        const after = Date.now();
+        const head = await raw!.send(new HeadObjectCommand({ Bucket: bucket, Key: `${fx.prefix}messages/${spool.sha256}` }));
+        expect(head.ObjectLockMode).toBe('COMPLIANCE');
+        const until = head.ObjectLockRetainUntilDate!.getTime();
+        expect(until).toBeGreaterThanOrEqual(before + 30 * DAY_MS - 1_000);
+        expect(until).toBeLessThanOrEqual(after + 30 * DAY_MS + 1_000);
+        const r = await fx.store.getRetention(spool.sha256);
+        expect(r?.mode).toBe('COMPLIANCE');
+        expect(r?.retainUntil.getTime()).toBe(until);
+
+        const env = makeEnvelope(spool.sha256);
+        await fx.store.putEnvelope(env);
+        const envHead = await raw!.send(new HeadObjectCommand({ Bucket: bucket, Key: `${fx.prefix}envelopes/${spool.sha256}/${env.id}.json` }));
+        expect(envHead.ObjectLockMode).toBe('COMPLIANCE');
+        expect(near(envHead.ObjectLockRetainUntilDate, until, 60_000)).toBe(true);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('GOVERNANCE mode is applied when configured', async () => {
+      const fx = await s3Fixture({ lockMode: 'GOVERNANCE', defaultRetentionDays: 1 });
+      try {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage('governance'));
+        await fx.store.putMessage(spool);
+        expect((await fx.store.getRetention(spool.sha256))?.mode).toBe('GOVERNANCE');
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('a multipart upload is locked too, and round-trips', async () => {
+      // Small threshold and parts, so multipart runs on 12 MiB.
+      const fx = await s3Fixture({ multipartThreshold: 6 * MiB, partSize: 5 * MiB, defaultRetentionDays: 10 });
+      try {
+        const spool = await spoolRandom(fx.spoolDir, 12 * MiB);
+        const before = Date.now();
+        expect(await fx.store.putMessage(spool)).toEqual({ created: true });
+        const head = await raw!.send(new HeadObjectCommand({ Bucket: bucket, Key: `${fx.prefix}messages/${spool.sha256}` }));
+        expect(head.ETag).toMatch(/-3"$/); // three parts
+        expect(head.ObjectLockMode).toBe('COMPLIANCE');
+        expect(near(head.ObjectLockRetainUntilDate, before + 10 * DAY_MS, 30_000)).toBe(true);
+        expect(await hashStream(await fx.store.getMessage(spool.sha256))).toEqual({ sha256: spool.sha256, bytes: 12 * MiB });
+        // A duplicate large delivery is not uploaded again.
+        const dup = await spoolRandom(fx.spoolDir, 6 * MiB);
+        expect(await fx.store.putMessage({ ...dup, sha256: spool.sha256 })).toEqual({ created: false });
+        expect(await fileGone(dup.path)).toBe(true);
+      } finally {
+        await fx.cleanup();
+      }
+    }, 120_000);
+
+    it('a multipart upload whose bytes do not match the key is never completed', async () => {
+      const fx = await s3Fixture({ multipartThreshold: 6 * MiB, partSize: 5 * MiB });
+      try {
+        const spool = await spoolRandom(fx.spoolDir, 11 * MiB);
+        const lie = { ...spool, sha256: sha256Hex('something else') };
+        await expect(fx.store.putMessage(lie)).rejects.toBeInstanceOf(StorageUnavailableError);
+        expect(await fileGone(spool.path)).toBe(true);
+        expect(await fx.store.statMessage(lie.sha256)).toBeUndefined();
+      } finally {
+        await fx.cleanup();
+      }
+    }, 120_000);
+
+    it('legal hold: set, read, cleared', async () => {
+      const fx = await s3Fixture();
+      try {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage('hold'));
+        await fx.store.putMessage(spool);
+        const key = `${fx.prefix}messages/${spool.sha256}`;
+        expect(await fx.store.getLegalHold(spool.sha256)).toBe(false);
+        await fx.store.setLegalHold(spool.sha256, true);
+        expect(await fx.store.getLegalHold(spool.sha256)).toBe(true);
+        expect((await raw!.send(new GetObjectLegalHoldCommand({ Bucket: bucket, Key: key }))).LegalHold?.Status).toBe('ON');
+        await fx.store.setLegalHold(spool.sha256, false);
+        expect(await fx.store.getLegalHold(spool.sha256)).toBe(false);
+        await expect(fx.store.setLegalHold(sha256Hex('absent'), true)).rejects.toBeInstanceOf(NotFoundError);
+        await expect(fx.store.getLegalHold(sha256Hex('absent'))).rejects.toBeInstanceOf(NotFoundError);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('extendRetention extends, and never sends a shorter date', async () => {
+      // The store's client records every PutObjectRetention it sends.
+      const sent: PutObjectRetentionCommandInput[] = [];
+      const client = rawClient();
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          if (context.commandName === 'PutObjectRetentionCommand') sent.push(structuredClone(args.input as PutObjectRetentionCommandInput));
+          return next(args);
+        },
+        { step: 'initialize', name: 'recordRetention' },
+      );
+      const fx = await s3Fixture({ client, defaultRetentionDays: 30 });
+      try {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage('retention'));
+        await fx.store.putMessage(spool);
+        const r0 = (await fx.store.getRetention(spool.sha256))!;
+        expect(r0.mode).toBe('COMPLIANCE');
+
+        const longer = new Date(r0.retainUntil.getTime() + 10 * DAY_MS);
+        expect(await fx.store.extendRetention(spool.sha256, longer)).toBe(true);
+        const r1 = (await fx.store.getRetention(spool.sha256))!;
+        expect(r1.mode).toBe('COMPLIANCE');
+        expect(near(r1.retainUntil, longer.getTime(), 1_000)).toBe(true);
+
+        // Shorter, equal and past dates: nothing is sent, nothing changes.
+        for (const d of [new Date(r1.retainUntil.getTime() - 5 * DAY_MS), new Date(r1.retainUntil.getTime()), new Date(Date.now() - DAY_MS)]) {
+          expect(await fx.store.extendRetention(spool.sha256, d)).toBe(false);
+          expect((await fx.store.getRetention(spool.sha256))!.retainUntil.getTime()).toBe(r1.retainUntil.getTime());
+        }
+
+        expect(sent).toHaveLength(1);
+        expect(sent[0].Retention?.Mode).toBe('COMPLIANCE');
+        expect(new Date(sent[0].Retention!.RetainUntilDate!).getTime()).toBe(longer.getTime());
+        expect(sent[0].VersionId).toBeTruthy();
+        for (const s of sent) expect(new Date(s.Retention!.RetainUntilDate!).getTime()).toBeGreaterThan(r0.retainUntil.getTime());
+
+        await expect(fx.store.extendRetention(sha256Hex('absent'), longer)).rejects.toBeInstanceOf(NotFoundError);
+        expect(await fx.store.getRetention(spool.sha256).then((r) => r?.mode)).toBe('COMPLIANCE');
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('If-None-Match: a writer that wins the race after our HEAD is not overwritten', async () => {
+      const bytes = sampleMessage('raced');
+      const sha = sha256Hex(bytes);
+      const client = rawClient();
+      let raced = false;
+      // Right after the store's HEAD says "absent", another writer stores the key.
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          try {
+            return await next(args);
+          } finally {
+            const input = args.input as { Key?: string };
+            if (!raced && context.commandName === 'HeadObjectCommand' && input.Key?.endsWith(`messages/${sha}`)) {
+              raced = true;
+              await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: input.Key, Body: bytes }));
+            }
+          }
+        },
+        { step: 'initialize', name: 'racingWriter' },
+      );
+      const fx = await s3Fixture({ client });
+      try {
+        const spool = await spoolBytes(fx.spoolDir, bytes);
+        expect(await fx.store.putMessage(spool)).toEqual({ created: false });
+        expect(raced).toBe(true);
+        const versions = await raw!.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: `${fx.prefix}messages/${sha}` }));
+        expect(versions.Versions ?? []).toHaveLength(1);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('an endpoint without If-None-Match (501) is handled: HEAD remains the guard', async () => {
+      const client = rawClient();
+      let refused = 0;
+      client.middlewareStack.add(
+        (next) => async (args) => {
+          const req = args.request as { headers?: Record<string, string> };
+          if (req.headers?.['if-none-match'] !== undefined) {
+            refused++;
+            throw Object.assign(new Error('A header you provided implies functionality that is not implemented'), {
+              name: 'NotImplemented',
+              $metadata: { httpStatusCode: 501 },
+            });
+          }
+          return next(args);
+        },
+        { step: 'finalizeRequest', name: 'noConditionalWrites' },
+      );
+      const fx = await s3Fixture({ client });
+      try {
+        const bytes = sampleMessage('no inm');
+        const spool = await spoolBytes(fx.spoolDir, bytes);
+        expect(await fx.store.putMessage(spool)).toEqual({ created: true });
+        expect(refused).toBe(1);
+        expect(await fx.store.putMessage(await spoolBytes(fx.spoolDir, bytes))).toEqual({ created: false });
+        const env = makeEnvelope(spool.sha256);
+        await fx.store.putEnvelope(env);
+        await expect(fx.store.putEnvelope(env)).rejects.toBeInstanceOf(StorageUnavailableError);
+        expect(refused).toBe(1);
+        expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('the key prefix isolates stores sharing a bucket', async () => {
+      const a = await s3Fixture();
+      const b = await s3Fixture();
+      try {
+        const spool = await spoolBytes(a.spoolDir, sampleMessage('prefix'));
+        await a.store.putMessage(spool);
+        expect(await b.store.statMessage(spool.sha256)).toBeUndefined();
+        const listed = [];
+        for await (const m of b.store.listMessages()) listed.push(m);
+        expect(listed).toEqual([]);
+        const obj = await raw!.send(new GetObjectCommand({ Bucket: bucket, Key: `${a.prefix}messages/${spool.sha256}` }));
+        expect(obj.ContentLength).toBe(spool.size);
+      } finally {
+        await a.cleanup();
+        await b.cleanup();
+      }
+    });
+  });
+
+  describe('S3ObjectStore: init and outages', () => {
+    it('init() refuses a bucket without Object Lock, saying why and how to fix it', async () => {
+      await ensureBucket();
+      const plain = `${bucket}-nolock`;
+      await raw!.send(new CreateBucketCommand({ Bucket: plain }));
+      const store = new S3ObjectStore(s3Options({ bucket: plain }));
+      try {
+        const err = await store.init().then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+        expect(err).toBeInstanceOf(ConfigError);
+        const msg = (err as Error).message;
+        expect(msg).toContain(`bucket "${plain}" has no Object Lock`);
+        expect(msg).toContain('--object-lock-enabled-for-bucket');
+        expect(msg).toContain('infra/aws-s3-bucket.md');
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('init() refuses a bucket that does not exist', async () => {
+      const store = new S3ObjectStore(s3Options({ bucket: `${bucket}-absent` }));
+      try {
+        await expect(store.init()).rejects.toThrow(ConfigError);
+        await expect(store.init()).rejects.toThrow(/does not exist.*create it with Object Lock enabled/);
+      } finally {
+        await store.close();
+      }
+    });
+
+    it('storage down: putMessage rejects with StorageUnavailableError and the spool file is gone', async () => {
+      const port = await closedPort();
+      const store = new S3ObjectStore(s3Options({ endpoint: `http://127.0.0.1:${port}` }));
+      const spoolDir = await mkdtemp(path.join(os.tmpdir(), 'archive-s3-down-'));
+      try {
+        await mkdir(spoolDir, { recursive: true });
+        const spool = await spoolBytes(spoolDir, sampleMessage('down'));
+        await expect(store.putMessage(spool)).rejects.toBeInstanceOf(StorageUnavailableError);
+        expect(await fileGone(spool.path)).toBe(true);
+        await expect(store.putEnvelope(makeEnvelope(spool.sha256))).rejects.toBeInstanceOf(StorageUnavailableError);
+        // Unreachable is never "absent".
+        await expect(store.statMessage(spool.sha256)).rejects.toBeInstanceOf(StorageUnavailableError);
+        await expect(store.getMessage(spool.sha256)).rejects.toBeInstanceOf(StorageUnavailableError);
+        await expect(store.init()).rejects.toBeInstanceOf(StorageUnavailableError);
+        const h = await store.health();
+        expect(h.ok).toBe(false);
+        expect(h.detail).toMatch(/ECONNREFUSED|connect/i);
+      } finally {
+        await store.close();
+        await rm(spoolDir, { recursive: true, force: true });
+      }
+    });
+  });
+}
