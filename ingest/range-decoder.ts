@@ -6,8 +6,8 @@
 import { createReadStream } from 'node:fs';
 import { Transform, type Readable } from 'node:stream';
 import type { ByteRange } from '../src/domain/types.js';
-
-export type TransferEncoding = '7bit' | '8bit' | 'binary' | 'base64' | 'quoted-printable';
+import type { TransferEncoding } from './journal-report.js';
+import { decodeQuotedPrintable } from './mime/transfer-decoding.js';
 
 export function decodedRangeStream(file: string, range: ByteRange, encoding: TransferEncoding): Readable {
   const raw = createReadStream(file, { start: range.start, end: Math.max(range.start, range.end) - 1, highWaterMark: 256 * 1024 });
@@ -61,10 +61,10 @@ export function quotedPrintableDecoder(): Transform {
       let cut = buf.lastIndexOf(0x0a) + 1;
       if (cut === 0 && buf.length > MAX_CARRY) cut = safeCut(buf);
       carry = Buffer.from(buf.subarray(cut));
-      cb(null, decodeQp(buf.subarray(0, cut)));
+      cb(null, decodeQuotedPrintable(buf.subarray(0, cut)));
     },
     flush(cb) {
-      cb(null, carry.length ? decodeQp(carry) : undefined);
+      cb(null, carry.length ? decodeQuotedPrintable(carry) : undefined);
     },
   });
 }
@@ -74,35 +74,4 @@ function safeCut(buf: Buffer): number {
   let cut = buf.length;
   for (let i = Math.max(0, buf.length - 2); i < buf.length; i++) if (buf[i] === 0x3d) cut = i;
   return cut;
-}
-
-function decodeQp(buf: Buffer): Buffer {
-  const out = Buffer.allocUnsafe(buf.length);
-  let o = 0;
-  for (let i = 0; i < buf.length; i++) {
-    const c = buf[i]!;
-    if (c !== 0x3d) {
-      out[o++] = c;
-      continue;
-    }
-    // soft line break: '=' [spaces] CRLF or LF
-    let j = i + 1;
-    while (j < buf.length && (buf[j] === 0x20 || buf[j] === 0x09)) j++;
-    if (buf[j] === 0x0d && buf[j + 1] === 0x0a) {
-      i = j + 1;
-      continue;
-    }
-    if (buf[j] === 0x0a) {
-      i = j;
-      continue;
-    }
-    const hex = buf.toString('latin1', i + 1, i + 3);
-    if (/^[0-9A-Fa-f]{2}$/.test(hex)) {
-      out[o++] = parseInt(hex, 16);
-      i += 2;
-    } else {
-      out[o++] = c;
-    }
-  }
-  return out.subarray(0, o);
 }

@@ -336,9 +336,39 @@ if (!endpoint) {
     });
 
     it('an endpoint without If-None-Match (501) is handled: HEAD remains the guard', async () => {
-      const client = rawClient();
-      let refused = 0;
-      client.middlewareStack.add(
+      const { client, refusals } = clientWithoutConditionalWrites();
+      const fx = await s3Fixture({ client });
+      try {
+        const bytes = sampleMessage('no inm');
+        const spool = await spoolBytes(fx.spoolDir, bytes);
+        expect(await fx.store.putMessage(spool)).toEqual({ created: true });
+        expect(refusals()).toBe(1);
+        expect(await fx.store.putMessage(await spoolBytes(fx.spoolDir, bytes))).toEqual({ created: false });
+        const env = makeEnvelope(spool.sha256);
+        await fx.store.putEnvelope(env);
+        await expect(fx.store.putEnvelope(env)).rejects.toBeInstanceOf(StorageUnavailableError);
+        expect(refusals()).toBe(1);
+        expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('an endpoint without If-None-Match (501) on multipart completion is handled too', async () => {
+      const { client, refusals } = clientWithoutConditionalWrites();
+      const fx = await s3Fixture({ client, multipartThreshold: 6 * MiB, partSize: 5 * MiB });
+      try {
+        const spool = await spoolRandom(fx.spoolDir, 7 * MiB);
+        expect(await fx.store.putMessage(spool)).toEqual({ created: true });
+        expect(refusals()).toBe(1);
+        expect(await hashStream(await fx.store.getMessage(spool.sha256))).toEqual({ sha256: spool.sha256, bytes: 7 * MiB });
+        expect((await fx.store.getRetention(spool.sha256))?.mode).toBe('COMPLIANCE');
+      } finally {
+        await fx.cleanup();
+      }
+    }, 120_000);
+
+    it('the key prefix isolates stores sharing a bucket', async () => {
         (next) => async (args) => {
           const req = args.request as { headers?: Record<string, string> };
           if (req.headers?.['if-none-match'] !== undefined) {

@@ -233,18 +233,19 @@ export class BullQueue implements JobQueue {
         const keys = todo.flatMap((it) => (it.opts?.jobId === undefined ? [] : [it.opts.jobId]));
         const states = keys.length ? await this.classify(name, producer, keys) : new Map<string, SlotState[]>();
         const bullIds = await Promise.all(
-          todo.map(async (it): Promise<string | null | undefined> => {
+          // Per item: the bull id to add under; undefined: bull numbers it; false: dedup, skip; null: look again.
+          todo.map(async (it): Promise<string | null | undefined | false> => {
             const key = it.opts?.jobId;
-            if (key === undefined) return undefined; // bull numbers it
+            if (key === undefined) return undefined;
             const slot = pickSlot(key, states.get(key)!, round > MAX_SLOT_ROUNDS);
-            if (slot === 'skip') return 'skip';
+            if (slot === 'skip') return false;
             if (slot.free && !(await this.removeFinished(producer.queue, slot.id))) return null; // became active: look again
             return slot.id;
           }),
         );
         const batch = todo.flatMap((it, i) => {
           const id = bullIds[i];
-          return id === null || id === 'skip' ? [] : [{ data: it.payload, opts: jobOptions(it.opts ?? {}, id) }];
+          return id === null || id === false ? [] : [{ data: it.payload, opts: jobOptions(it.opts ?? {}, id) }];
         });
         if (batch.length === 1) await producer.queue.add(batch[0]!.data, batch[0]!.opts);
         else if (batch.length) await producer.queue.addBulk(batch);

@@ -351,6 +351,17 @@ export class S3ObjectStore implements ObjectStore {
    * upload is aborted (never completed) if it does not match the key.
    */
   private async uploadMultipart(spool: SpoolFile, key: string, until: Date): Promise<boolean> {
+    try {
+      return await this.uploadMultipartOnce(spool, key, until);
+    } catch (err) {
+      if (!(this.conditionalWrites && isNotImplemented(err))) throw err;
+      this.conditionalWrites = false;
+      this.log.warn({ sha256: spool.sha256, err: describe(err) }, 'endpoint does not implement If-None-Match; relying on HEAD before each write');
+      return this.uploadMultipartOnce(spool, key, until);
+    }
+  }
+
+  private async uploadMultipartOnce(spool: SpoolFile, key: string, until: Date): Promise<boolean> {
     const source = createReadStream(spool.path, { highWaterMark: 1 * MiB });
     const upload = new Upload({
       client: this.client,
@@ -382,7 +393,8 @@ export class S3ObjectStore implements ObjectStore {
     // An unlocked message is a broken promise, so check and, when missing,
     // apply the retention now (only ever extending, as everywhere).
     const lock = await this.headLock(key, versionId);
-    if (!lock.retainUntil || lock.retainUntil.getTime() < until.getTime()) {
+    // 1 s of slack: an endpoint may keep the date to the second.
+    if (!lock.retainUntil || lock.retainUntil.getTime() < until.getTime() - 1_000) {
       this.log.warn({ sha256: spool.sha256, versionId }, 'endpoint did not apply Object Lock to a multipart upload; applying retention now');
       await this.sendRetention(key, lock.versionId ?? versionId, lock.mode ?? this.lockMode, until, lock.retainUntil);
     }
@@ -402,7 +414,7 @@ export class S3ObjectStore implements ObjectStore {
       return true;
     } catch (err) {
       if (isPreconditionFailed(err)) return false;
-      if (this.conditionalWrites && (httpStatus(err) === 501 || errorName(err) === 'NotImplemented')) {
+      if (this.conditionalWrites && isNotImplemented(err)) {
         this.conditionalWrites = false;
         this.log.warn({ what, err: describe(err) }, 'endpoint does not implement If-None-Match on PutObject; relying on HEAD before each write');
         // Only safe to resend a body that can be re-read; a stream is retried by the caller.
@@ -725,6 +737,11 @@ function isPreconditionFailed(err: unknown): boolean {
   return httpStatus(err) === 412 || errorName(err) === 'PreconditionFailed';
 }
 
+/** The endpoint does not implement a header we sent (If-None-Match on older S3-compatibles). */
+function isNotImplemented(err: unknown): boolean {
+  return httpStatus(err) === 501 || errorName(err) === 'NotImplemented';
+}
+
 /** Network failures (no HTTP status), throttling and 5xx are worth another try; other 4xx are not. */
 function isRetryable(err: unknown): boolean {
   const e = err as SdkErrorShape;
@@ -766,13 +783,24 @@ async function mapLimit<T, R>(items: T[], limit: number, fn: (item: T) => Promis
   return out;
 }
 
-/** Routes the SDK's own warnings (e.g. a non-retryable stream failure) into our log instead of the console. */
+/**
+ * Routes the SDK's own log lines into ours instead of the console. The SDK
+ * logs every failed command at error level, including the expected 404 of the
+ * HEAD before each write, so its errors go to debug; this store logs the
+ * failures that matter itself.
+ */
 function sdkLogger(log: Logger) {
   return {
     trace: () => undefined,
     debug: () => undefined,
     info: () => undefined,
-    warn: (...args: unknown[]) => log.warn({ sdk: true }, args.map(String).join(' ')),
-    error: (...args: unknown[]) => log.error({ sdk: true }, args.map(String).join(' ')),
+    warn: (...args: unknown[]) => log.warn({ sdk: sdkDetail(args) }, 'AWS SDK warning'),
+    error: (...args: unknown[]) => log.debug({ sdk: sdkDetail(args) }, 'AWS SDK command failed'),
   };
+}
+
+/** SDK log arguments as loggable values: strings kept, errors reduced to name and message. */
+function sdkDetail(args: unknown[]): unknown {
+  const parts = args.map((a) => (a instanceof Error ? describe(a) : a));
+  return parts.length === 1 ? parts[0] : parts;
 }
