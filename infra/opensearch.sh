@@ -40,7 +40,9 @@ START_TIMEOUT="${ARCHIVE_TEST_OPENSEARCH_START_TIMEOUT:-180}"
 MODULES="${ARCHIVE_TEST_OPENSEARCH_MODULES:-lang-painless analysis-common mapper-extras reindex}"
 SERVICE_USER="${ARCHIVE_TEST_SERVICE_USER:-archive-test}"
 
-CACHE="${ARCHIVE_INFRA_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/mail-archive}"
+# HOME may be unset in a bare CI environment: fall back to the passwd entry.
+USER_HOME="${HOME:-$(getent passwd "$(id -u)" | cut -d: -f6)}"
+CACHE="${ARCHIVE_INFRA_CACHE:-${XDG_CACHE_HOME:-$USER_HOME/.cache}/mail-archive}"
 if [[ $EUID -eq 0 ]]; then
   INSTALL_ROOT="${ARCHIVE_INFRA_INSTALL:-/var/cache/mail-archive}"
 else

@@ -50,7 +50,7 @@ find_python() {
   local -a candidates=()
   [[ -n ${ARCHIVE_TEST_PYTHON:-} ]] && candidates+=("$ARCHIVE_TEST_PYTHON")
   candidates+=(python3)
-  for c in "$HOME"/.pyenv/versions/*/bin/python3 /root/.pyenv/versions/*/bin/python3 /usr/bin/python3; do
+  for c in "${HOME:-/root}"/.pyenv/versions/*/bin/python3 /root/.pyenv/versions/*/bin/python3 /usr/bin/python3; do
     candidates+=("$c")
   done
   for c in "${candidates[@]}"; do

@@ -15,7 +15,7 @@ import { spoolStream, type SpooledMessage } from './spool.js';
 import { isJournalReportHeader, unwrapJournalReport, type JournalUnwrap } from './journal-report.js';
 import { decodedRangeStream } from './range-decoder.js';
 import { headerBlockOf, looksLikeNdr } from './header-sniff.js';
-import { INDEX_JOB, type IndexJobPayload } from './index-job.js';
+import { INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js';
 
 export interface IngestContext {
   source: EnvelopeSource;
@@ -138,7 +138,7 @@ export class IngestPipeline {
    */
   private enqueueIndex(sha256: string): void {
     const payload: IndexJobPayload = { sha256 };
-    this.opts.queue.add(INDEX_JOB, payload, { jobId: sha256 }).catch((err) => {
+    this.opts.queue.add(INDEX_JOB, payload, indexJobOptions(sha256)).catch((err) => {
       this.opts.log.error({ err, sha256 }, 'index job not enqueued; reconciliation will pick it up');
     });
   }

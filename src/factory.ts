@@ -8,6 +8,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import type { ObjectStore } from './ports/object-store.js';
 import type { JobQueue } from './ports/job-queue.js';
+import type { MessageIndex } from './ports/message-index.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { InlineQueue } from './adapters/inline/inline-queue.js';
 
@@ -47,4 +48,24 @@ export async function createJobQueue(config: Config, log: Logger): Promise<JobQu
       return BullQueue.fromConfig(config, log.child({ component: 'queue' }));
     }
   }
+}
+
+export async function createMessageIndex(config: Config, log: Logger): Promise<MessageIndex> {
+  const child = log.child({ component: 'index' });
+  let index: MessageIndex;
+  switch (config.ARCHIVE_INDEX) {
+    case 'sqlite': {
+      const { SqliteMessageIndex } = await import('../search/sqlite/sqlite-message-index.js');
+      index = SqliteMessageIndex.fromConfig(config, child);
+      break;
+    }
+    case 'opensearch': {
+      // Lazy: the embedded default never loads the OpenSearch client.
+      const { OpenSearchMessageIndex } = await import('../search/opensearch/opensearch-message-index.js');
+      index = OpenSearchMessageIndex.fromConfig(config, child);
+      break;
+    }
+  }
+  await index.init();
+  return index;
 }

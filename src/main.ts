@@ -7,7 +7,7 @@ import type { Logger } from 'pino';
 import type { Config } from './config/config.js';
 import { createServices, type Services } from './services.js';
 import { createHttpApp } from './http/app.js';
-import { SmtpJournalServer } from '../ingest/smtp-journal-server.js';
+import { SmtpJournalServer, reconcileIndex } from '../ingest/index.js';
 
 export interface RunningArchive {
   services: Services;
@@ -18,6 +18,9 @@ export interface RunningArchive {
 
 export async function startArchive(config: Config, log: Logger): Promise<RunningArchive> {
   const services = await createServices(config, log);
+  // This process indexes too: always with the in-process queue, and with
+  // Redis it shares the work with any `archive worker` processes.
+  services.startWorkers();
   const app = createHttpApp(services);
   const http: Server = await new Promise((resolve, reject) => {
     const srv = app.listen(config.ARCHIVE_HTTP_PORT, config.ARCHIVE_HTTP_HOST, (err?: Error) => (err ? reject(err) : resolve(srv)));
@@ -48,6 +51,12 @@ export async function startArchive(config: Config, log: Logger): Promise<Running
     await services.close();
     throw err;
   }
+
+  // Stored but unindexed messages (a crash, a lost in-memory job) are found
+  // and queued, in the background: start-up does not wait for it.
+  void reconcileIndex(services.store, services.index, services.queue, log.child({ component: 'reconcile' })).catch((err) =>
+    log.error({ err }, 'index reconciliation failed; it runs again at the next start'),
+  );
 
   return {
     services,

@@ -64,7 +64,9 @@ export class InlineQueue implements JobQueue {
     const job: Job = {
       id: opts.jobId ?? randomUUID(),
       name,
-      payload,
+      // Round-trip through JSON, as Redis does, so a payload that only works
+      // in-process (a Date, a Buffer) fails here too and not only in production.
+      payload: JSON.parse(JSON.stringify(payload)) as unknown,
       opts: { attempts: opts.attempts ?? 5, backoffMs: opts.backoffMs ?? 1000, jobId: opts.jobId },
       attempts: 0,
       timestamp: Date.now(),

@@ -173,16 +173,18 @@ export class S3ObjectStore implements ObjectStore {
         forcePathStyle: opts.forcePathStyle,
         credentials: opts.credentials,
         // The SDK's default (WHEN_SUPPORTED) adds a CRC32 to every request and,
-        // for stream bodies, switches to aws-chunked encoding with a trailer
-        // that older MinIO and other S3-compatibles reject. We send our own
-        // SHA-256 (the object's key) on every upload, and verify every read
-        // with verifyingStream, so the SDK's CRC would only cost a second pass
-        // over the bytes. Measured against moto 5.2: both settings work there.
+        // for stream bodies without a checksum, switches to aws-chunked
+        // encoding with a trailer, which some S3-compatible servers reject.
+        // We send our own SHA-256 (the object's key) on every upload and
+        // verify every read with verifyingStream, so the SDK's CRC would only
+        // cost another pass over the bytes. Measured against moto 5.2.1: both
+        // settings work there (moto accepts the aws-chunked trailer).
         requestChecksumCalculation: 'WHEN_REQUIRED',
         responseChecksumValidation: 'WHEN_REQUIRED',
-        // Attempts per request (SDK standard retry, jittered backoff up to
-        // ~20 s between tries). 3 bounds how long an SMTP transaction waits on
-        // a sick S3 before it answers 451 and the sender retries.
+        // Attempts per request (SDK standard retry: jittered exponential
+        // backoff from 100 ms, so 3 attempts add well under a second of
+        // waiting). Bounds how long an SMTP transaction waits on a sick S3
+        // before it answers 451 and the sender retries.
         maxAttempts: 3,
         requestHandler: {
           // ms to open a TCP/TLS connection; an unreachable endpoint fails fast.
@@ -794,7 +796,10 @@ function sdkLogger(log: Logger) {
     trace: () => undefined,
     debug: () => undefined,
     info: () => undefined,
-    warn: (...args: unknown[]) => log.warn({ sdk: sdkDetail(args) }, 'AWS SDK warning'),
+    // "non-retryable streaming request" accompanies every failed streamed put,
+    // including the benign 412 of a lost race; this store retries and logs itself.
+    warn: (...args: unknown[]) =>
+      String(args[0]).includes('non-retryable streaming request') ? log.debug({ sdk: sdkDetail(args) }, 'AWS SDK') : log.warn({ sdk: sdkDetail(args) }, 'AWS SDK warning'),
     error: (...args: unknown[]) => log.debug({ sdk: sdkDetail(args) }, 'AWS SDK command failed'),
   };
 }

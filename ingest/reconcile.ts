@@ -1,0 +1,36 @@
+/**
+ * Start-up reconciliation: finds messages that are stored but not indexed
+ * (a crash between 250 and indexing, a lost in-memory job, Redis down at
+ * ingest) and enqueues them. The store is the truth; the index catches up.
+ */
+import type { Logger } from 'pino';
+import type { ObjectStore } from '../src/ports/object-store.js';
+import type { MessageIndex } from '../src/ports/message-index.js';
+import type { JobQueue } from '../src/ports/job-queue.js';
+import { INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js';
+
+/** Ids checked against the index per round trip. */
+const BATCH = 1000;
+
+export async function reconcileIndex(store: ObjectStore, index: MessageIndex, queue: JobQueue, log: Logger): Promise<{ checked: number; enqueued: number }> {
+  let checked = 0;
+  let enqueued = 0;
+  let batch: string[] = [];
+  const flush = async () => {
+    const have = await index.existing(batch);
+    const missing = batch.filter((id) => !have.has(id));
+    if (missing.length) {
+      await queue.addBulk<IndexJobPayload>(INDEX_JOB, missing.map((sha256) => ({ payload: { sha256 }, opts: indexJobOptions(sha256) })));
+      enqueued += missing.length;
+    }
+    checked += batch.length;
+    batch = [];
+  };
+  for await (const m of store.listMessages()) {
+    batch.push(m.sha256);
+    if (batch.length >= BATCH) await flush();
+  }
+  if (batch.length) await flush();
+  log.info({ checked, enqueued }, 'index reconciliation done');
+  return { checked, enqueued };
+}

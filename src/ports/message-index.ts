@@ -1,0 +1,113 @@
+/**
+ * The search index and message catalog port. Adapters: `SqliteMessageIndex`
+ * (embedded, FTS5) and `OpenSearchMessageIndex` (scale-out). Both compile the
+ * same query AST (search/query-ast.ts) and must give identical results for
+ * date-sorted searches: ids, order, totals and facet counts.
+ *
+ * THE MATCHING SEMANTICS BOTH ADAPTERS IMPLEMENT ARE IN search/MATCHING.md
+ * (the contract; read it before writing an adapter or a compiler).
+ */
+import type { IndexedMessage } from '../domain/indexed-message.js';
+import type { QueryNode } from '../../search/query-ast.js';
+
+/**
+ * Which mail a user may see. A message is in scope when any of its
+ * participants (From, Sender, To, Cc, Bcc, Reply-To), envelope recipients
+ * (including the lists they were expanded from) or envelope senders has an
+ * address in `addresses` or a domain in `domains` (a domain covers its
+ * subdomains). `null`/undefined means unrestricted; an empty scope sees nothing.
+ */
+export interface Scope {
+  addresses: string[];
+  domains: string[];
+}
+
+export type SortField = 'date' | 'relevance';
+
+export interface SearchRequest {
+  query: QueryNode;
+  scope?: Scope | null;
+  /** `date` sorts by date then id; `relevance` by the engine's score then id (engines may differ). */
+  sort: SortField;
+  order: 'asc' | 'desc';
+  /** Page size, 1 to 500. */
+  size: number;
+  /** Opaque cursor from a previous page's `nextCursor` (search-after, no deep offsets). */
+  cursor?: string;
+  /** Compute facets over the whole match set (not just the page). */
+  facets?: boolean;
+}
+
+export interface FacetBucket {
+  value: string;
+  count: number;
+}
+
+/** Top 10 of each, by count descending then value ascending. Counts are messages. */
+export interface Facets {
+  /** From addresses. */
+  senders: FacetBucket[];
+  /** Domains of To, Cc, Bcc and envelope recipients (exact domains, not parents). */
+  domains: FacetBucket[];
+  /** UTC year of the message date, as a 4-digit string. */
+  years: FacetBucket[];
+}
+
+export interface SearchPage {
+  /** Exact number of matching messages in scope. */
+  total: number;
+  hits: IndexedMessage[];
+  facets?: Facets;
+  /** Present when more hits follow. */
+  nextCursor?: string;
+}
+
+/** A new index being built beside the live one; the live one serves searches until `commit`. */
+export interface IndexRebuild {
+  upsert(docs: IndexedMessage[]): Promise<void>;
+  /** Atomically makes the rebuilt index the live one (every process sees it), and drops the old. */
+  commit(): Promise<void>;
+  /** Drops the half-built index; the live one is untouched. */
+  abort(): Promise<void>;
+}
+
+export interface IndexHealth {
+  ok: boolean;
+  driver: string;
+  detail?: string;
+  documents?: number;
+}
+
+export interface MessageIndex {
+  readonly driver: string;
+
+  /** Creates or updates schema/mappings; logs what it changed. Idempotent. */
+  init(): Promise<void>;
+
+  /** Inserts or replaces documents by id, as one batch. */
+  upsert(docs: IndexedMessage[]): Promise<void>;
+
+  /** One document, or undefined when absent or outside `scope`. */
+  get(id: string, scope?: Scope | null): Promise<IndexedMessage | undefined>;
+
+  search(req: SearchRequest): Promise<SearchPage>;
+
+  /** Every message of a thread inside `scope`, oldest first (date, then id). At most 1,000. */
+  thread(threadId: string, scope?: Scope | null): Promise<IndexedMessage[]>;
+
+  /** Which of `ids` are indexed (for start-up reconciliation with the store). */
+  existing(ids: string[]): Promise<Set<string>>;
+
+  /** Removes documents (disposition). Absent ids are ignored. */
+  delete(ids: string[]): Promise<void>;
+
+  /** Number of indexed messages. */
+  count(): Promise<number>;
+
+  /** Starts building a fresh index beside the live one (`archive reindex`). */
+  beginRebuild(): Promise<IndexRebuild>;
+
+  health(): Promise<IndexHealth>;
+
+  close(): Promise<void>;
+}
