@@ -18,9 +18,10 @@ export interface RunningArchive {
 
 export async function startArchive(config: Config, log: Logger): Promise<RunningArchive> {
   const services = await createServices(config, log);
-  // This process indexes too: always with the in-process queue, and with
-  // Redis it shares the work with any `archive worker` processes.
-  services.startWorkers();
+  // This process indexes too, unless told not to: with Redis it then shares
+  // the work with any `archive worker` processes. With the in-process queue
+  // and workers off, messages are indexed by the next start's reconciliation.
+  if (config.ARCHIVE_SERVE_WORKERS) services.startWorkers();
   const app = createHttpApp(services);
   const http: Server = await new Promise((resolve, reject) => {
     const srv = app.listen(config.ARCHIVE_HTTP_PORT, config.ARCHIVE_HTTP_HOST, (err?: Error) => (err ? reject(err) : resolve(srv)));

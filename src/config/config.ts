@@ -124,6 +124,8 @@ export const envSchema = z.object({
   ARCHIVE_REDIS_URL: z.string().default('redis://127.0.0.1:6379'),
   ARCHIVE_QUEUE_PREFIX: z.string().default('archive'),
 
+  /** Whether `archive serve` also runs the index workers. Turn off when separate `archive worker` processes do all indexing. */
+  ARCHIVE_SERVE_WORKERS: bool(true),
   /** Parallel index-worker jobs per process. Each holds one parsed message in memory (bounded by the parser limits). */
   ARCHIVE_INDEX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
 });
