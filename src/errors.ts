@@ -73,3 +73,31 @@ export class ConfigError extends AppError {
     super('config_invalid', 500, message);
   }
 }
+
+/** An optimistic-concurrency write lost: the record changed since it was read. Re-read and retry. */
+export class CatalogConflictError extends AppError {
+  constructor(message: string) {
+    super('conflict', 409, message);
+  }
+}
+
+/** No credentials, or credentials that are not valid. */
+export class UnauthorizedError extends AppError {
+  constructor(message = 'Authentication required') {
+    super('unauthorized', 401, message);
+  }
+}
+
+/** Authenticated, but the role does not allow this. */
+export class ForbiddenError extends AppError {
+  constructor(message = 'Not allowed') {
+    super('forbidden', 403, message);
+  }
+}
+
+/** Too many attempts; retry after the given number of seconds. */
+export class TooManyRequestsError extends AppError {
+  constructor(message: string, retryAfterSeconds: number) {
+    super('too_many_requests', 429, message, { retryAfterSeconds });
+  }
+}
