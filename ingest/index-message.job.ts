@@ -8,19 +8,47 @@ import type { Logger } from 'pino';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import type { JobQueue } from '../src/ports/job-queue.js';
-import { parseMessage, DEFAULT_PARSE_LIMITS } from './message-parser.js';
+import type { Readable } from 'node:stream';
+import { parseMessage, headerOnlyParse, DEFAULT_PARSE_LIMITS, type ParsedMessage } from './message-parser.js';
+import type { ParsePool } from './parse-pool.js';
 import { buildIndexedMessage } from './index-document.js';
 import { DocBatcher } from './doc-batcher.js';
 import { INDEX_JOB, type IndexJobPayload } from './index-job.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
 
-/** Reads a stored message and builds its document (also used by `archive reindex`). */
-export async function documentFor(store: ObjectStore, sha256: string): Promise<IndexedMessage | undefined> {
+/** Bytes read for the header-only fallback when the parser fails. */
+const FALLBACK_HEAD = 256 * 1024;
+
+/**
+ * Reads a stored message and builds its document (also used by `archive
+ * reindex`). Never fails on hostile content: when parsing fails or times
+ * out, the document is built from the headers we can read and the envelopes,
+ * flagged parseError (promise 3). Only storage errors propagate.
+ */
+export async function documentFor(store: ObjectStore, sha256: string, pool?: ParsePool): Promise<IndexedMessage | undefined> {
   const info = await store.statMessage(sha256);
   if (!info) return undefined;
-  const [envelopes, raw] = await Promise.all([store.getEnvelopes(sha256), store.getMessage(sha256, { verify: false })]);
-  const parsed = await parseMessage(raw, DEFAULT_PARSE_LIMITS);
+  const envelopes = await store.getEnvelopes(sha256);
+  const open = () => store.getMessage(sha256, { verify: false });
+  let parsed: ParsedMessage;
+  try {
+    parsed = pool ? await pool.parse(info.size, open) : await parseMessage(await open(), DEFAULT_PARSE_LIMITS);
+  } catch (err) {
+    parsed = headerOnlyParse(await readHead(await open(), FALLBACK_HEAD), (err as Error).message);
+  }
   return buildIndexedMessage(sha256, info.size, parsed, envelopes);
+}
+
+async function readHead(stream: Readable, max: number): Promise<Buffer> {
+  const parts: Buffer[] = [];
+  let n = 0;
+  for await (const c of stream) {
+    parts.push(c as Buffer);
+    n += (c as Buffer).length;
+    if (n >= max) break;
+  }
+  stream.destroy();
+  return Buffer.concat(parts).subarray(0, max);
 }
 
 export class IndexMessageJob {
@@ -30,12 +58,13 @@ export class IndexMessageJob {
     private readonly store: ObjectStore,
     index: MessageIndex,
     private readonly log: Logger,
+    private readonly pool?: ParsePool,
   ) {
     this.batcher = new DocBatcher({ write: (docs) => index.upsert(docs) });
   }
 
   async handle(payload: IndexJobPayload): Promise<void> {
-    const doc = await documentFor(this.store, payload.sha256);
+    const doc = await documentFor(this.store, payload.sha256, this.pool);
     if (!doc) {
       // Disposed of between enqueue and run: nothing to index.
       this.log.warn({ sha256: payload.sha256 }, 'index job for a message no longer stored');

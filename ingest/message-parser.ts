@@ -197,6 +197,10 @@ export async function parseMessage(raw: Readable, limits: ParseLimits = DEFAULT_
 }
 
 /** When mailparser gives up, read the headers we can with our own tolerant header parser. */
+export function headerOnlyParse(head: Buffer, reason: string): ParsedMessage {
+  return fallback(head, reason, { from: [], sender: [], to: [], cc: [], bcc: [], replyTo: [], subject: '', body: '', attachments: [], attachmentText: '', references: [] });
+}
+
 function fallback(head: Buffer, reason: string, partial: ParsedMessage): ParsedMessage {
   const end = findHeaderEnd(head);
   const block = end ? head.subarray(0, end.headerLength) : head;

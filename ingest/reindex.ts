@@ -8,6 +8,7 @@ import type { ObjectStore } from '../src/ports/object-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
 import { documentFor } from './index-message.job.js';
+import type { ParsePool } from './parse-pool.js';
 
 export interface ReindexReport {
   messages: number;
@@ -21,7 +22,7 @@ const CONCURRENCY = 4;
 /** Documents per index write. */
 const BATCH = 500;
 
-export async function reindexFromStore(store: ObjectStore, index: MessageIndex, log: Logger, onProgress?: (n: number) => void): Promise<ReindexReport> {
+export async function reindexFromStore(store: ObjectStore, index: MessageIndex, log: Logger, onProgress?: (n: number) => void, pool?: ParsePool): Promise<ReindexReport> {
   const started = Date.now();
   const report: ReindexReport = { messages: 0, parseErrors: 0, failed: [], seconds: 0 };
   const rebuild = await index.beginRebuild();
@@ -34,7 +35,7 @@ export async function reindexFromStore(store: ObjectStore, index: MessageIndex, 
       if (docs.length) await rebuild.upsert(docs);
     };
     for await (const m of store.listMessages()) {
-      const p = documentFor(store, m.sha256).then(
+      const p = documentFor(store, m.sha256, pool).then(
         (doc) => {
           if (!doc) return;
           report.messages++;

@@ -11,6 +11,7 @@ import type { MessageIndex } from './ports/message-index.js';
 import { createJobQueue, createMessageIndex, createObjectStore, spoolDirOf } from './factory.js';
 import { IngestPipeline } from '../ingest/ingest-pipeline.js';
 import { IndexMessageJob } from '../ingest/index-message.job.js';
+import { ParsePool } from '../ingest/parse-pool.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
 
@@ -23,6 +24,7 @@ export interface Services {
   pipeline: IngestPipeline;
   search: SearchService;
   indexJob: IndexMessageJob;
+  parsePool: ParsePool;
   /** Starts consuming index jobs in this process (serve with the inline queue, `archive worker`, import). */
   startWorkers(): void;
   close(): Promise<void>;
@@ -37,7 +39,8 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const queue = await createJobQueue(config, log);
   const index = await createMessageIndex(config, log);
   const pipeline = new IngestPipeline({ store, queue, log: log.child({ component: 'ingest' }), spoolDir, maxBytes: config.ARCHIVE_SMTP_MAX_SIZE });
-  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }));
+  const parsePool = new ParsePool(log.child({ component: 'parse-pool' }), config.ARCHIVE_PARSE_THREADS);
+  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool);
   let workers = false;
   return {
     config,
@@ -48,6 +51,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     pipeline,
     search: new SearchService(index),
     indexJob,
+    parsePool,
     startWorkers() {
       if (workers) return;
       workers = true;
@@ -56,6 +60,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     async close() {
       await queue.close();
       await indexJob.flush();
+      await parsePool.close();
       await index.close();
       await store.close();
     },

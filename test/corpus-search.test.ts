@@ -87,7 +87,7 @@ describe('SpamAssassin corpus, searched', () => {
   it('gives the same results after archive reindex', async () => {
     const queries = ['linux', 'subject:free', 'from:*', '"razor" OR perl', 'date:2002-08', 'has:attachment'].filter((q) => q !== 'from:*');
     const before = await Promise.all(queries.map((q) => archive.services.search.search({ q, size: 100, sort: 'date', order: 'desc', facets: true })));
-    const report = await reindexFromStore(archive.services.store, archive.services.index, archive.services.log);
+    const report = await reindexFromStore(archive.services.store, archive.services.index, archive.services.log, undefined, archive.services.parsePool);
     expect(report.messages).toBe(distinct);
     const after = await Promise.all(queries.map((q) => archive.services.search.search({ q, size: 100, sort: 'date', order: 'desc', facets: true })));
     for (let i = 0; i < queries.length; i++) {

@@ -82,7 +82,8 @@ describe('search API', () => {
   let base: string;
   const ids: Record<string, string> = {};
 
-  const get = async (path: string) => {
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  const get = async (path: string): Promise<{ status: number; body: any }> => {
     const r = await fetch(`${base}${path}`);
     return { status: r.status, body: r.headers.get('content-type')?.includes('json') ? await r.json() : await r.arrayBuffer() };
   };

@@ -96,7 +96,7 @@ const commands: Record<string, Command> = {
     const services = await createServices(config, log);
     const progress = new ProgressLine(process.stderr);
     try {
-      const report = await reindexFromStore(services.store, services.index, log, (n) => progress.update(`reindexed ${n}`));
+      const report = await reindexFromStore(services.store, services.index, log, (n) => progress.update(`reindexed ${n}`), services.parsePool);
       progress.done();
       if (values.json) console.log(JSON.stringify(report, null, 2));
       else console.log(`reindexed ${report.messages} messages (${report.parseErrors} with parse errors) in ${report.seconds.toFixed(1)} s; the new index is live`);

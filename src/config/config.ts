@@ -5,6 +5,7 @@
  */
 import path from 'node:path';
 import { isIP } from 'node:net';
+import os from 'node:os';
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { parseByteSize } from './byte-size.js';
@@ -126,6 +127,8 @@ export const envSchema = z.object({
 
   /** Whether `archive serve` also runs the index workers. Turn off when separate `archive worker` processes do all indexing. */
   ARCHIVE_SERVE_WORKERS: bool(true),
+  /** Worker threads that parse mail for indexing; 0 parses on the main thread. Each costs ~30 MB. Default: one per core. */
+  ARCHIVE_PARSE_THREADS: z.coerce.number().int().min(0).max(64).default(Math.max(1, os.availableParallelism())),
   /** Parallel index-worker jobs per process. Each holds one parsed message in memory (bounded by the parser limits). */
   ARCHIVE_INDEX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
 });

@@ -1,0 +1,748 @@
+/**
+ * The scale-out message index: OpenSearch (tested against 2.19).
+ *
+ * Layout, for ARCHIVE_OPENSEARCH_INDEX_PREFIX = `<p>`:
+ *   `<p>-messages`                     alias every read and write goes through
+ *   `<p>-messages-v<N>-<timestamp>`    the concrete index behind it (N = MAPPING_VERSION)
+ *   index template `<p>-messages`      settings + mappings for `<p>-messages-v*`
+ *
+ * `init()` creates the template and, when the alias is missing, a concrete
+ * index behind it; an existing index of an older mapping version gets the
+ * added fields with put_mapping. `beginRebuild()` builds a new concrete index
+ * beside the live one and `commit()` swaps the alias in one `_aliases` call,
+ * so every app node switches at once, then drops the old index.
+ *
+ * Matching semantics: search/MATCHING.md, compiled in
+ * opensearch-query-compiler.ts over the fields of opensearch-mappings.ts.
+ * Date-sorted results (ids, order, totals, facets) are identical to the SQLite
+ * adapter's; the shared contract suite checks it.
+ *
+ * TLS: verification is always on (`rejectUnauthorized: true`); a private CA
+ * is added with ARCHIVE_OPENSEARCH_CA, never worked around.
+ */
+import { readFileSync } from 'node:fs';
+import { setTimeout as sleep } from 'node:timers/promises';
+import { Client, errors as osErrors, type ClientOptions } from '@opensearch-project/opensearch';
+import type { Logger } from 'pino';
+import type { Config } from '../../src/config/config.js';
+import type { IndexedMessage } from '../../src/domain/indexed-message.js';
+import { AppError, ConfigError, ServiceUnavailableError, ValidationError } from '../../src/errors.js';
+import type { Facets, FacetBucket, IndexHealth, IndexRebuild, MessageIndex, Scope, SearchPage, SearchRequest } from '../../src/ports/message-index.js';
+import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, MAX_TOKEN_CHARS, diffMappings, indexBody, toIndexDocument } from './opensearch-mappings.js';
+import { compileQuery, withScope, type OsQuery } from './opensearch-query-compiler.js';
+
+// ---------------------------------------------------------------- knobs
+
+/**
+ * Largest `_bulk` request body, in bytes. OpenSearch accepts up to
+ * `http.max_content_length` (100 MB by default), but one request is parsed
+ * and held in memory on the coordinating node, and a 429 makes us send it
+ * again: 5 MB keeps both cheap while amortising the per-request overhead.
+ * A single document larger than this goes alone.
+ */
+export const DEFAULT_BULK_MAX_BYTES = 5 * 1024 * 1024;
+/** Most documents per `_bulk` request (same reasoning, for many small documents). */
+export const DEFAULT_BULK_MAX_DOCS = 1000;
+
+export interface RetryOptions {
+  /** Attempts of one bulk request (or of its rejected items) before giving up with ServiceUnavailableError. */
+  maxAttempts: number;
+  /** First backoff delay, ms; doubled at each attempt, with ±50 % jitter so writers do not retry in step. */
+  baseDelayMs: number;
+  /** Ceiling of one backoff delay, ms. */
+  maxDelayMs: number;
+}
+
+/**
+ * Retry of 429 (OpenSearch's write queue is full): 8 attempts with 200 ms
+ * doubling to at most 10 s wait about 25 s in all before the job fails and
+ * its queue retries it later. Each wait holds the caller's batch in memory.
+ */
+export const DEFAULT_RETRY: RetryOptions = { maxAttempts: 8, baseDelayMs: 200, maxDelayMs: 10_000 };
+
+/**
+ * How far before a rebuild's start (ms) its commit looks for documents other
+ * nodes wrote to the old index: covers clock skew between app nodes (each
+ * stamps `indexedAt` with its own clock). 0 trusts NTP-synced clocks; a larger
+ * margin also carries over documents written just before the rebuild started,
+ * which the rebuild meant to replace (e.g. one deleted from the store since).
+ */
+const REBUILD_CATCH_UP_SKEW_MS = 0;
+
+/** Ids per `mget` in `existing()`; each id is ~70 bytes in the request. */
+const MGET_CHUNK = 1000;
+
+/** Page size when a rebuild copies documents from the old index (each page is held in memory once). */
+const COPY_PAGE = 500;
+
+/** Most messages `thread()` returns (the port's bound). */
+const THREAD_LIMIT = 1000;
+
+// ---------------------------------------------------------------- errors
+
+/** OpenSearch refused some documents for a reason retrying will not fix (e.g. a mapping error). */
+export class IndexWriteError extends AppError {
+  constructor(message: string, details?: Record<string, unknown>) {
+    super('index_write_failed', 500, message, details);
+  }
+}
+
+function statusOf(err: unknown): number | undefined {
+  return err instanceof osErrors.ResponseError ? err.statusCode : undefined;
+}
+
+/** The reason OpenSearch gave, or the client's message. */
+function reasonOf(err: unknown): string {
+  if (err instanceof osErrors.ResponseError) {
+    const body = err.meta?.body as { error?: { type?: string; reason?: string; root_cause?: { reason?: string }[] } | string } | undefined;
+    const e = body?.error;
+    if (typeof e === 'string') return e;
+    if (e) return `${e.type ?? 'error'}: ${e.root_cause?.[0]?.reason ?? e.reason ?? ''}`;
+    return `HTTP ${err.statusCode}`;
+  }
+  return err instanceof Error ? err.message : String(err);
+}
+
+function errorType(err: unknown): string | undefined {
+  if (!(err instanceof osErrors.ResponseError)) return undefined;
+  const e = (err.meta?.body as { error?: { type?: string } } | undefined)?.error;
+  return typeof e === 'object' ? e?.type : undefined;
+}
+
+/** Transient: OpenSearch is down, unreachable, overloaded or restarting; a later retry may work. */
+function isUnavailable(err: unknown): boolean {
+  if (err instanceof osErrors.ConnectionError || err instanceof osErrors.TimeoutError || err instanceof osErrors.NoLivingConnectionsError) return true;
+  const s = statusOf(err);
+  return s === 429 || s === 502 || s === 503 || s === 504;
+}
+
+function unavailable(what: string, err: unknown): ServiceUnavailableError {
+  return new ServiceUnavailableError('index_unavailable', `OpenSearch unavailable (${what}): ${reasonOf(err)}`, { cause: err });
+}
+
+/** Runs one OpenSearch call; transient failures become ServiceUnavailableError (the caller's job retries). */
+async function call<T>(what: string, fn: () => Promise<T>): Promise<T> {
+  try {
+    return await fn();
+  } catch (err) {
+    if (isUnavailable(err)) throw unavailable(what, err);
+    if (err instanceof osErrors.ResponseError) {
+      if (errorType(err) === 'too_many_clauses' || /too_many_clauses|maxClauseCount/i.test(reasonOf(err))) {
+        throw new ValidationError('query too broad: a wildcard matches too many words; use a longer prefix');
+      }
+      throw new Error(`OpenSearch ${what} failed: ${reasonOf(err)}`, { cause: err });
+    }
+    throw err;
+  }
+}
+
+// ---------------------------------------------------------------- client options
+
+type OpenSearchConfig = Pick<Config, 'ARCHIVE_OPENSEARCH_URL' | 'ARCHIVE_OPENSEARCH_USERNAME' | 'ARCHIVE_OPENSEARCH_PASSWORD' | 'ARCHIVE_OPENSEARCH_CA'>;
+
+/**
+ * Client options from the configuration. TLS verification is on and stays on:
+ * `rejectUnauthorized` is set to true explicitly, and a private CA is trusted
+ * by adding it (ARCHIVE_OPENSEARCH_CA), never by turning checks off.
+ */
+export function clientOptionsFromConfig(config: OpenSearchConfig, readFile: (path: string) => Buffer = (p) => readFileSync(p)): ClientOptions {
+  const user = config.ARCHIVE_OPENSEARCH_USERNAME;
+  const password = config.ARCHIVE_OPENSEARCH_PASSWORD;
+  if (!!user !== !!password) throw new ConfigError('ARCHIVE_OPENSEARCH_USERNAME and ARCHIVE_OPENSEARCH_PASSWORD must be set together');
+  const ssl: NonNullable<ClientOptions['ssl']> = { rejectUnauthorized: true };
+  if (config.ARCHIVE_OPENSEARCH_CA) {
+    try {
+      ssl.ca = readFile(config.ARCHIVE_OPENSEARCH_CA);
+    } catch (err) {
+      throw new ConfigError(`ARCHIVE_OPENSEARCH_CA: cannot read "${config.ARCHIVE_OPENSEARCH_CA}": ${(err as Error).message}`);
+    }
+  }
+  return {
+    node: config.ARCHIVE_OPENSEARCH_URL,
+    ...(user && password ? { auth: { username: user, password } } : {}),
+    ssl,
+    // Transport-level retries of connection errors and 502/503/504 on another attempt (not 429: see upsert).
+    maxRetries: 2,
+    // Per request, ms. A 5 MB bulk with refresh=wait_for takes ~1-2 s; 30 s leaves room for a busy cluster.
+    requestTimeout: 30_000,
+  };
+}
+
+// ---------------------------------------------------------------- the adapter
+
+export interface OpenSearchMessageIndexOptions {
+  client: Client;
+  /** ARCHIVE_OPENSEARCH_INDEX_PREFIX: names the alias, indices and template. */
+  indexPrefix: string;
+  log: Logger;
+  bulkMaxBytes?: number;
+  bulkMaxDocs?: number;
+  retry?: Partial<RetryOptions>;
+  /** Clock for `indexedAt` and index names; tests may pin it. */
+  now?: () => number;
+}
+
+interface BulkOp {
+  action: 'index' | 'delete';
+  id: string;
+  /** Serialized document, for `index`. */
+  source?: string;
+}
+
+interface WriteOptions {
+  /** Make the writes visible to search before returning (`refresh=wait_for` on the last request). */
+  refresh: boolean;
+  /** Target must be an alias (never auto-create an index named like the alias). */
+  requireAlias: boolean;
+}
+
+interface Hit {
+  _id: string;
+  _source?: { msg?: IndexedMessage };
+  sort?: unknown[];
+}
+
+interface CursorPayload {
+  v: 1;
+  s: 'date' | 'relevance';
+  o: 'asc' | 'desc';
+  a: unknown[];
+}
+
+/** yyyymmddhhmmssSSS (UTC), for index names (which must be lower-case). */
+function stamp(ms: number): string {
+  return new Date(ms)
+    .toISOString()
+    .replace(/[-:.TZ]/g, '')
+    .toLowerCase();
+}
+
+function encodeCursor(c: CursorPayload): string {
+  return Buffer.from(JSON.stringify(c)).toString('base64url');
+}
+
+function decodeCursor(cursor: string, sort: 'date' | 'relevance', order: 'asc' | 'desc'): unknown[] {
+  let c: CursorPayload;
+  try {
+    c = JSON.parse(Buffer.from(cursor, 'base64url').toString('utf8')) as CursorPayload;
+  } catch {
+    throw new ValidationError('invalid cursor');
+  }
+  const ok =
+    c !== null &&
+    typeof c === 'object' &&
+    c.v === 1 &&
+    c.s === sort &&
+    (sort === 'relevance' || c.o === order) &&
+    Array.isArray(c.a) &&
+    c.a.length === 2 &&
+    typeof c.a[0] === 'number' &&
+    Number.isFinite(c.a[0]) &&
+    typeof c.a[1] === 'string';
+  if (!ok) throw new ValidationError('invalid cursor: it does not belong to this search (sort or order differ)');
+  return c.a;
+}
+
+export class OpenSearchMessageIndex implements MessageIndex {
+  readonly driver = 'opensearch';
+  readonly alias: string;
+  readonly templateName: string;
+  /** Pattern of this prefix's concrete message indices. */
+  readonly indexPattern: string;
+  private readonly client: Client;
+  private readonly log: Logger;
+  private readonly bulkMaxBytes: number;
+  private readonly bulkMaxDocs: number;
+  private readonly retry: RetryOptions;
+  private readonly now: () => number;
+  /** Set by init() when the live index needs `archive reindex`; reported by health(). */
+  private outdated: string | undefined;
+
+  constructor(opts: OpenSearchMessageIndexOptions) {
+    if (!/^[a-z0-9][a-z0-9_-]*$/.test(opts.indexPrefix)) throw new ConfigError(`ARCHIVE_OPENSEARCH_INDEX_PREFIX: bad index prefix "${opts.indexPrefix}"`);
+    this.client = opts.client;
+    this.log = opts.log;
+    this.alias = `${opts.indexPrefix}-messages`;
+    this.templateName = `${opts.indexPrefix}-messages`;
+    this.indexPattern = `${opts.indexPrefix}-messages-v*`;
+    this.bulkMaxBytes = opts.bulkMaxBytes ?? DEFAULT_BULK_MAX_BYTES;
+    this.bulkMaxDocs = opts.bulkMaxDocs ?? DEFAULT_BULK_MAX_DOCS;
+    this.retry = { ...DEFAULT_RETRY, ...opts.retry };
+    this.now = opts.now ?? Date.now;
+  }
+
+  static fromConfig(config: Config, log: Logger): OpenSearchMessageIndex {
+    const client = new Client(clientOptionsFromConfig(config));
+    return new OpenSearchMessageIndex({ client, indexPrefix: config.ARCHIVE_OPENSEARCH_INDEX_PREFIX, log: log.child({ driver: 'opensearch' }) });
+  }
+
+  /** The underlying client, e.g. for the catalog store (one connection pool per process). */
+  get openSearchClient(): Client {
+    return this.client;
+  }
+
+  // ------------------------------------------------------------ init
+
+  /**
+   * Creates or updates the template and the live index, logging each change.
+   * Idempotent; safe to run from several app nodes at once.
+   */
+  async init(): Promise<void> {
+    await this.ensureTemplate();
+    let targets = await this.aliasTargets();
+    if (targets.length === 0) {
+      const index = await this.createIndex({ withAlias: true });
+      targets = await this.aliasTargets();
+      if (targets.length > 1) {
+        // Another node created one at the same moment: all keep the oldest name, the others drop theirs.
+        const keep = [...targets].sort()[0];
+        if (index !== keep) {
+          await this.deleteIndices([index]);
+          this.log.info({ index, kept: keep }, 'another node created the message index at the same time; dropped ours');
+        }
+        targets = [keep];
+      } else {
+        this.log.info({ index, alias: this.alias, mappingVersion: MAPPING_VERSION }, 'created message index');
+        return;
+      }
+    }
+    if (targets.length > 1) {
+      // Only a crashed race above leaves this; writes through the alias fail until it is fixed.
+      this.log.error({ alias: this.alias, indices: targets }, 'the message alias points to several indices; writes will fail until one is removed');
+      throw new ConfigError(`OpenSearch alias ${this.alias} points to several indices (${targets.join(', ')}); remove it from all but one`);
+    }
+    await this.updateMapping(targets[0]);
+    await this.warnAboutStrayIndices(targets[0]);
+  }
+
+  private async ensureTemplate(): Promise<void> {
+    const existing = await call('get index template', () =>
+      this.client.indices.getIndexTemplate({ name: this.templateName }).then(
+        (r) => r.body.index_templates?.[0]?.index_template,
+        (err: unknown) => {
+          if (statusOf(err) === 404) return undefined;
+          throw err;
+        },
+      ),
+    );
+    if (existing && existing.version === MAPPING_VERSION) return;
+    const body = indexBody();
+    await call('put index template', () =>
+      this.client.indices.putIndexTemplate({
+        name: this.templateName,
+        body: {
+          index_patterns: [this.indexPattern],
+          // Above the default 0 so a catch-all template of the cluster does not win; ours set the fields we query.
+          priority: 100,
+          version: MAPPING_VERSION,
+          _meta: { owner: 'mail-archive', mappingVersion: MAPPING_VERSION },
+          template: body as never,
+        },
+      }),
+    );
+    this.log.info({ template: this.templateName, from: existing?.version ?? null, to: MAPPING_VERSION }, existing ? 'updated index template' : 'created index template');
+  }
+
+  /** Concrete indices behind the alias; [] when the alias does not exist. */
+  private async aliasTargets(): Promise<string[]> {
+    const exists = await call('check alias', () => this.client.indices.existsAlias({ name: this.alias }).then((r) => r.statusCode === 200));
+    if (!exists) {
+      const indexExists = await call('check index', () => this.client.indices.exists({ index: this.alias }).then((r) => r.statusCode === 200));
+      if (indexExists) {
+        throw new ConfigError(
+          `OpenSearch has an index named "${this.alias}" where the archive expects an alias; delete it (it was probably auto-created) and restart, then run \`archive reindex\``,
+        );
+      }
+      return [];
+    }
+    const r = await call('get alias', () => this.client.indices.getAlias({ name: this.alias }));
+    return Object.keys(r.body as Record<string, unknown>).sort();
+  }
+
+  /** Creates `<p>-messages-v<N>-<timestamp>`, optionally behind the alias. Returns its name. */
+  private async createIndex(opts: { withAlias: boolean; bulkLoad?: boolean }): Promise<string> {
+    const body = indexBody();
+    if (opts.bulkLoad) {
+      // A rebuild writes many documents and nobody searches the index until commit: no periodic refresh
+      // (each refresh writes a small segment that merges must later rewrite). Commit restores the default.
+      (body.settings.index as Record<string, unknown>).refresh_interval = '-1';
+    }
+    for (let attempt = 0; ; attempt++) {
+      const name = `${this.alias}-v${MAPPING_VERSION}-${stamp(this.now() + attempt)}`;
+      try {
+        await this.client.indices.create({
+          index: name,
+          body: { ...body, ...(opts.withAlias ? { aliases: { [this.alias]: {} } } : {}) } as never,
+        });
+        return name;
+      } catch (err) {
+        if (errorType(err) === 'resource_already_exists_exception' && attempt < 10) continue;
+        if (isUnavailable(err)) throw unavailable('create index', err);
+        throw new Error(`OpenSearch create index ${name} failed: ${reasonOf(err)}`, { cause: err });
+      }
+    }
+  }
+
+  /** Brings an existing index's mapping up to date when that is additive; logs what it did or why not. */
+  private async updateMapping(index: string): Promise<void> {
+    const r = await call('get mapping', () => this.client.indices.getMapping({ index }));
+    const mapping = (r.body as Record<string, { mappings?: { _meta?: { mappingVersion?: number }; properties?: Record<string, unknown> } }>)[index]?.mappings ?? {};
+    const version = typeof mapping._meta?.mappingVersion === 'number' ? mapping._meta.mappingVersion : 0;
+    this.outdated = undefined;
+    if (version === MAPPING_VERSION) {
+      this.log.debug({ index, mappingVersion: version }, 'message index mapping is current');
+      return;
+    }
+    if (version > MAPPING_VERSION) {
+      this.log.warn({ index, indexVersion: version, appVersion: MAPPING_VERSION }, 'message index mapping is newer than this app (rolling upgrade?); left unchanged');
+      return;
+    }
+    const diff = diffMappings(mapping.properties);
+    if (diff.changed.length > 0 || diff.added.length === 0) {
+      this.outdated = `index mapping v${version} differs from v${MAPPING_VERSION}${diff.changed.length ? ` (changed: ${diff.changed.join(', ')})` : ''}: run \`archive reindex\``;
+      this.log.warn({ index, indexVersion: version, appVersion: MAPPING_VERSION, changed: diff.changed }, 'message index mapping cannot be updated in place; run `archive reindex`');
+      return;
+    }
+    const properties = Object.fromEntries(diff.added.map((f) => [f, MAPPING_PROPERTIES[f]]));
+    await call('put mapping', () =>
+      this.client.indices.putMapping({
+        index,
+        body: { _meta: { mappingVersion: MAPPING_VERSION, owner: 'mail-archive' }, properties } as never,
+      }),
+    );
+    this.log.warn(
+      { index, from: version, to: MAPPING_VERSION, added: diff.added },
+      'message index mapping updated: fields added (empty on existing documents until `archive reindex`)',
+    );
+  }
+
+  /** Concrete indices of this prefix not behind the alias: a rebuild in progress elsewhere, or a crashed one. */
+  private async warnAboutStrayIndices(live: string): Promise<void> {
+    const r = await call('list indices', () => this.client.indices.get({ index: this.indexPattern, expand_wildcards: 'open' }));
+    const stray = Object.keys(r.body as Record<string, unknown>).filter((n) => n !== live);
+    if (stray.length) {
+      this.log.warn({ indices: stray, live }, 'message indices not behind the alias: a rebuild in progress, or left by a crashed one (delete them when no `archive reindex` runs)');
+    }
+  }
+
+  // ------------------------------------------------------------ writes
+
+  /**
+   * Indexes the documents by id (replacing), through the alias. Resolves once
+   * they are searchable: the last request carries `refresh=wait_for`, which
+   * waits for the next periodic refresh (refresh_interval, 1 s by default)
+   * instead of forcing one. Cost: each call takes up to ~1 s longer; calls
+   * running at the same time share the same refresh, so throughput comes from
+   * batching (hundreds of messages per call), not from more calls.
+   */
+  async upsert(docs: IndexedMessage[]): Promise<void> {
+    await this.writeDocs(this.alias, docs, { refresh: true, requireAlias: true });
+  }
+
+  /** Removes documents by id (absent ones ignored); visible on return, like upsert. */
+  async delete(ids: string[]): Promise<void> {
+    if (ids.length === 0) return;
+    await this.bulkWrite(
+      this.alias,
+      [...new Set(ids)].map((id) => ({ action: 'delete' as const, id })),
+      { refresh: true, requireAlias: true },
+    );
+  }
+
+  private async writeDocs(target: string, docs: IndexedMessage[], opts: WriteOptions): Promise<void> {
+    if (docs.length === 0) return;
+    // Last one wins when a batch holds an id twice, as a sequence of upserts would.
+    const byId = new Map<string, IndexedMessage>();
+    for (const d of docs) byId.set(d.id, d);
+    const at = this.now();
+    const ops: BulkOp[] = [];
+    for (const d of byId.values()) ops.push({ action: 'index', id: d.id, source: JSON.stringify(toIndexDocument(d, at)) });
+    await this.bulkWrite(target, ops, opts);
+  }
+
+  /** Splits into requests of at most bulkMaxBytes / bulkMaxDocs and sends them one after another. */
+  private async bulkWrite(target: string, ops: BulkOp[], opts: WriteOptions): Promise<void> {
+    const chunks: BulkOp[][] = [];
+    let chunk: BulkOp[] = [];
+    let bytes = 0;
+    for (const op of ops) {
+      const size = 100 + (op.source ? Buffer.byteLength(op.source) : 0);
+      if (chunk.length > 0 && (chunk.length >= this.bulkMaxDocs || bytes + size > this.bulkMaxBytes)) {
+        chunks.push(chunk);
+        chunk = [];
+        bytes = 0;
+      }
+      chunk.push(op);
+      bytes += size;
+    }
+    if (chunk.length) chunks.push(chunk);
+    for (let i = 0; i < chunks.length; i++) {
+      // One refresh at the end exposes every earlier chunk too (a refresh covers the whole index).
+      await this.sendBulk(target, chunks[i], { ...opts, refresh: opts.refresh && i === chunks.length - 1 });
+    }
+  }
+
+  /**
+   * Sends one bulk request; retries the whole request on 429 and the items
+   * rejected with 429 (`es_rejected_execution_exception`) with exponential
+   * backoff. Other item failures are permanent: IndexWriteError.
+   */
+  private async sendBulk(target: string, ops: BulkOp[], opts: WriteOptions): Promise<void> {
+    let pending = ops;
+    for (let attempt = 1; ; attempt++) {
+      let lines = '';
+      for (const op of pending) {
+        lines += `${JSON.stringify({ [op.action]: { _id: op.id } })}\n`;
+        if (op.action === 'index') lines += `${op.source}\n`;
+      }
+      let items: Record<string, { status: number; error?: { type?: string; reason?: string } }>[];
+      try {
+        const r = await this.client.bulk({
+          index: target,
+          body: lines as never,
+          refresh: opts.refresh ? 'wait_for' : false,
+          ...(opts.requireAlias ? { require_alias: true } : {}),
+        });
+        items = r.body.items as never;
+      } catch (err) {
+        if (statusOf(err) === 429 && attempt < this.retry.maxAttempts) {
+          await this.backoff(attempt, { target, docs: pending.length, reason: 'request rejected (429)' });
+          continue;
+        }
+        if (isUnavailable(err)) throw unavailable('bulk', err);
+        throw new IndexWriteError(`OpenSearch bulk request failed: ${reasonOf(err)}`, { target });
+      }
+      const retry: BulkOp[] = [];
+      const failed: { id: string; status: number; type?: string; reason?: string }[] = [];
+      items.forEach((item, i) => {
+        const res = Object.values(item)[0];
+        const op = pending[i];
+        if (res.status < 300 || (op.action === 'delete' && res.status === 404)) return;
+        if (res.status === 429) retry.push(op);
+        else failed.push({ id: op.id, status: res.status, type: res.error?.type, reason: res.error?.reason });
+      });
+      if (failed.length) {
+        this.log.error({ target, failed: failed.slice(0, 10), count: failed.length }, 'OpenSearch refused documents');
+        throw new IndexWriteError(`OpenSearch refused ${failed.length} of ${pending.length} documents: ${failed[0].type ?? failed[0].status}: ${failed[0].reason ?? ''}`, {
+          failed: failed.slice(0, 10),
+        });
+      }
+      if (retry.length === 0) return;
+      if (attempt >= this.retry.maxAttempts) {
+        throw new ServiceUnavailableError('index_overloaded', `OpenSearch kept rejecting ${retry.length} documents (429) after ${attempt} attempts`);
+      }
+      await this.backoff(attempt, { target, docs: retry.length, reason: 'items rejected (429)' });
+      pending = retry;
+    }
+  }
+
+  private async backoff(attempt: number, info: Record<string, unknown>): Promise<void> {
+    const exp = Math.min(this.retry.maxDelayMs, this.retry.baseDelayMs * 2 ** (attempt - 1));
+    const delay = Math.round(exp * (0.5 + Math.random()));
+    this.log.warn({ ...info, attempt, delayMs: delay }, 'OpenSearch is overloaded; backing off');
+    await sleep(delay);
+  }
+
+  // ------------------------------------------------------------ reads
+
+  async get(id: string, scope?: Scope | null): Promise<IndexedMessage | undefined> {
+    const hits = await this.searchHits({ query: withScope({ term: { id: { value: id } } }, scope), size: 1 });
+    return hits[0]?._source?.msg;
+  }
+
+  async search(req: SearchRequest): Promise<SearchPage> {
+    if (!Number.isInteger(req.size) || req.size < 1 || req.size > 500) throw new ValidationError('size must be an integer from 1 to 500');
+    const sort =
+      req.sort === 'relevance'
+        ? [{ _score: { order: 'desc' } }, { id: { order: 'asc' } }]
+        : [{ date: { order: req.order } }, { id: { order: req.order } }];
+    const body: Record<string, unknown> = {
+      query: withScope(compileQuery(req.query), req.scope),
+      sort,
+      // One more than the page, to know whether another page follows.
+      size: req.size + 1,
+      track_total_hits: true,
+      _source: ['msg'],
+    };
+    if (req.cursor) body.search_after = decodeCursor(req.cursor, req.sort, req.order);
+    if (req.facets) {
+      // Single shard (see INDEX_SETTINGS): terms counts are exact. Ties broken by value, as SQLite does.
+      const terms = (field: string) => ({ terms: { field, size: 10, order: [{ _count: 'desc' }, { _key: 'asc' }] } });
+      body.aggs = { senders: terms('from_a'), domains: terms(FACET_DOMAIN_FIELD), years: terms('year') };
+    }
+    const r = await call('search', () => this.client.search({ index: this.alias, body: body as never }));
+    const res = r.body as unknown as {
+      hits: { total: { value: number } | number; hits: Hit[] };
+      aggregations?: Record<string, { buckets: { key: string; doc_count: number }[] }>;
+    };
+    const all = res.hits.hits;
+    const page = all.slice(0, req.size);
+    const out: SearchPage = {
+      total: typeof res.hits.total === 'number' ? res.hits.total : res.hits.total.value,
+      hits: page.map((h) => this.msgOf(h)),
+    };
+    if (all.length > req.size) {
+      const last = page[page.length - 1];
+      out.nextCursor = encodeCursor({ v: 1, s: req.sort, o: req.order, a: last.sort ?? [] });
+    }
+    if (req.facets) {
+      const buckets = (name: string): FacetBucket[] => (res.aggregations?.[name]?.buckets ?? []).map((b) => ({ value: String(b.key), count: b.doc_count }));
+      const facets: Facets = { senders: buckets('senders'), domains: buckets('domains'), years: buckets('years') };
+      out.facets = facets;
+    }
+    return out;
+  }
+
+  async thread(threadId: string, scope?: Scope | null): Promise<IndexedMessage[]> {
+    const value = threadId.length > MAX_TOKEN_CHARS ? threadId.slice(0, MAX_TOKEN_CHARS) : threadId;
+    const hits = await this.searchHits({
+      query: withScope({ term: { threadId: { value } } }, scope),
+      size: THREAD_LIMIT,
+      sort: [{ date: { order: 'asc' } }, { id: { order: 'asc' } }],
+    });
+    return hits.map((h) => this.msgOf(h));
+  }
+
+  async existing(ids: string[]): Promise<Set<string>> {
+    const found = new Set<string>();
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += MGET_CHUNK) {
+      const chunk = unique.slice(i, i + MGET_CHUNK);
+      // mget is real-time: it sees documents written but not yet refreshed.
+      const r = await call('mget', () => this.client.mget({ index: this.alias, _source: false, body: { ids: chunk } }));
+      for (const d of (r.body as { docs: { _id: string; found?: boolean }[] }).docs) if (d.found) found.add(d._id);
+    }
+    return found;
+  }
+
+  async count(): Promise<number> {
+    const r = await call('count', () => this.client.count({ index: this.alias }));
+    return r.body.count;
+  }
+
+  async health(): Promise<IndexHealth> {
+    try {
+      const h = await this.client.cluster.health({ timeout: '5s' });
+      const status = h.body.status;
+      const documents = await this.count();
+      const ok = status === 'green' || status === 'yellow';
+      const detail = [`cluster ${h.body.cluster_name} ${status}`, this.outdated].filter(Boolean).join('; ');
+      return { ok, driver: this.driver, detail, documents };
+    } catch (err) {
+      return { ok: false, driver: this.driver, detail: reasonOf(err instanceof ServiceUnavailableError && err.cause ? err.cause : err) };
+    }
+  }
+
+  async close(): Promise<void> {
+    await this.client.close();
+  }
+
+  private msgOf(h: Hit): IndexedMessage {
+    const m = h._source?.msg;
+    if (!m) throw new Error(`OpenSearch document ${h._id} has no stored message (_source.msg)`);
+    return m;
+  }
+
+  private async searchHits(body: { query: OsQuery; size: number; sort?: unknown[] }, index = this.alias): Promise<Hit[]> {
+    const r = await call('search', () => this.client.search({ index, body: { ...body, _source: ['msg'] } as never }));
+    return (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
+  }
+
+  // ------------------------------------------------------------ rebuild
+
+  /**
+   * Creates a fresh concrete index beside the live one. The caller upserts
+   * every message into it, then commits (or aborts). Searches and writes go
+   * to the live index through the alias until commit.
+   */
+  async beginRebuild(): Promise<IndexRebuild> {
+    const startedAt = this.now();
+    const index = await this.createIndex({ withAlias: false, bulkLoad: true });
+    this.log.info({ index, alias: this.alias }, 'rebuild: created new message index');
+    let state: 'open' | 'committed' | 'aborted' = 'open';
+    const assertOpen = () => {
+      if (state !== 'open') throw new Error(`rebuild of ${index} is already ${state}`);
+    };
+    return {
+      upsert: async (docs) => {
+        assertOpen();
+        // No refresh: nothing searches this index before commit, which refreshes once.
+        await this.writeDocs(index, docs, { refresh: false, requireAlias: false });
+      },
+      commit: async () => {
+        assertOpen();
+        await this.commitRebuild(index, startedAt);
+        state = 'committed';
+      },
+      abort: async () => {
+        if (state !== 'open') return;
+        state = 'aborted';
+        await this.deleteIndices([index]);
+        this.log.info({ index }, 'rebuild aborted: new message index dropped');
+      },
+    };
+  }
+
+  /**
+   * Makes `index` the live one. Documents other nodes wrote to the old index
+   * while the rebuild ran (new mail) are copied over before and right after
+   * the swap (by `indexedAt`), so none is lost; then the old index goes.
+   */
+  private async commitRebuild(index: string, startedAt: number): Promise<void> {
+    await call('restore refresh interval', () => this.client.indices.putSettings({ index, body: { index: { refresh_interval: null } } as never }));
+    const old = await this.aliasTargets();
+    const since = startedAt - REBUILD_CATCH_UP_SKEW_MS;
+    let copied = await this.copyWrittenSince(old, index, since);
+    const actions: unknown[] = old.map((o) => ({ remove: { index: o, alias: this.alias } }));
+    actions.push({ add: { index, alias: this.alias } });
+    await call('swap alias', () => this.client.indices.updateAliases({ body: { actions } as never }));
+    this.log.info({ alias: this.alias, from: old, to: index }, 'rebuild: alias swapped');
+    // Writes already on their way to the old index when the alias moved (or stamped before the first
+    // pass but not yet visible to it): the same window again; copying a document twice is harmless.
+    copied += await this.copyWrittenSince(old, index, since);
+    await call('refresh', () => this.client.indices.refresh({ index }));
+    if (old.length) await this.deleteIndices(old);
+    this.log.info({ index, dropped: old, caughtUp: copied }, 'rebuild committed');
+  }
+
+  /** Re-derives into `target` every document written to `sources` after `since` (ms). Returns how many. */
+  private async copyWrittenSince(sources: string[], target: string, since: number): Promise<number> {
+    if (sources.length === 0) return 0;
+    await call('refresh', () => this.client.indices.refresh({ index: sources.join(',') }));
+    let after: unknown[] | undefined;
+    let n = 0;
+    for (;;) {
+      const r = await call('search', () =>
+        this.client.search({
+          index: sources.join(','),
+          body: {
+            query: { range: { indexedAt: { gt: since } } },
+            sort: [{ id: { order: 'asc' } }],
+            size: COPY_PAGE,
+            _source: ['msg'],
+            ...(after ? { search_after: after } : {}),
+          } as never,
+        }),
+      );
+      const hits = (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
+      if (hits.length === 0) return n;
+      await this.writeDocs(
+        target,
+        hits.map((h) => this.msgOf(h)),
+        { refresh: false, requireAlias: false },
+      );
+      n += hits.length;
+      after = hits[hits.length - 1].sort;
+    }
+  }
+
+  private async deleteIndices(indices: string[]): Promise<void> {
+    if (indices.length === 0) return;
+    await call('delete index', () =>
+      this.client.indices.delete({ index: indices.join(','), ignore_unavailable: true }).catch((err: unknown) => {
+        if (statusOf(err) === 404) return undefined;
+        throw err;
+      }),
+    );
+  }
+}

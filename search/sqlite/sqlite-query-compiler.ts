@@ -1,0 +1,395 @@
+/**
+ * Compiles the query AST (search/query-ast.ts) into SQL for the SQLite index
+ * (search/sqlite/sqlite-message-index.ts). The matching semantics are those
+ * of search/MATCHING.md; the OpenSearch compiler implements the same ones.
+ *
+ * The output is one FTS5 MATCH expression over the text table (when the query
+ * has text words that every hit must contain: it drives the query), plus a SQL
+ * condition over the messages row `m`. Every value reaches SQLite as a bound
+ * parameter; the only text spliced into SQL is table and column names from
+ * {@link TableNames} and fixed operators. Values inside an FTS5 expression are
+ * always double-quoted strings with `"` doubled, so no FTS5 operator (NEAR,
+ * OR, `*`, `:`, `^`, parentheses) can come from a value.
+ */
+import type { AddressField, PhraseNode, QueryNode, TermNode, TextField, WordField } from '../query-ast.js';
+import { isAddressField } from '../query-ast.js';
+import { queryTokens } from '../index-analysis.js';
+import type { Scope } from '../../src/ports/message-index.js';
+
+/**
+ * Flags on a `people` row: which address fields the person counts for. Every
+ * row counts for `participant`.
+ */
+export const PERSON = {
+  /** From header. */
+  from: 1,
+  /** To header, or an envelope recipient reported as To. */
+  to: 2,
+  /** Cc header, or an envelope recipient reported as Cc. */
+  cc: 4,
+  /** Bcc header, or an envelope recipient reported as Bcc. */
+  bcc: 8,
+  /** The first From row of each distinct address of a message: counted by the `senders` facet. */
+  senderFacet: 16,
+  /** The first recipient row (To/Cc/Bcc header, any envelope recipient) of each distinct domain of a message: counted by the `domains` facet. */
+  domainFacet: 32,
+} as const;
+
+/**
+ * `people` rows of message `mid` have the primary keys `mid * PEOPLE_SPAN`
+ * up to `mid * PEOPLE_SPAN + PEOPLE_SPAN - 1`, so a message's people are one
+ * range of the table's own B-tree (no index on the message needed), and the
+ * message of a person is `pid >> PEOPLE_SHIFT`. 2^20 people per message is
+ * far above any real recipient list; keys stay below 2^53 up to 2^33 messages.
+ */
+export const PEOPLE_SHIFT = 20;
+export const PEOPLE_SPAN = 2 ** PEOPLE_SHIFT;
+
+/** Names of one generation of the index tables (the live one, or one being rebuilt). */
+export interface TableNames {
+  messages: string;
+  docs: string;
+  people: string;
+  textFts: string;
+  peopleFts: string;
+}
+
+/** A SQL fragment and its positional parameters, in order. */
+export interface SqlFragment {
+  sql: string;
+  params: unknown[];
+}
+
+/** The compiled form of a whole query. */
+export interface CompiledQuery {
+  /** FTS5 expression on `names.textFts` that every hit matches; absent when the query has none to drive it. */
+  match?: string;
+  /** Condition over the messages row aliased `m` (`1` when there is none). */
+  where: SqlFragment;
+  /** True when the query restricts nothing (`all`): callers may take faster paths. */
+  matchesAll: boolean;
+}
+
+/** FTS5 columns of the text table, by text field. `any` is every column, which needs no filter. */
+export const TEXT_COLUMNS = ['subject_t', 'body_t', 'attname_t', 'atttext_t'] as const;
+const COLUMN_OF: Record<Exclude<TextField, 'any'>, string> = {
+  subject: 'subject_t',
+  body: 'body_t',
+  attachment: 'attname_t',
+};
+const FLAG_OF: Record<Exclude<AddressField, 'participant'>, number> = {
+  from: PERSON.from,
+  to: PERSON.to,
+  cc: PERSON.cc,
+  bcc: PERSON.bcc,
+};
+
+/** A token as an FTS5 string: always quoted, `"` doubled. Tokens are letters and digits, but values are never trusted. */
+export function ftsString(token: string): string {
+  return `"${token.replace(/"/g, '""')}"`;
+}
+
+/** Several tokens as one FTS5 phrase (a quoted string the tokenizer splits on spaces). */
+function ftsPhrase(tokens: readonly string[]): string {
+  return ftsString(tokens.join(' '));
+}
+
+/**
+ * The FTS5 expression for a word, a phrase or a proximity search, with no
+ * column filter; undefined when nothing searchable is left (matches nothing).
+ *
+ * - A word is `"tok"`; a word that analyses to several tokens (CJK, `abc契約`)
+ *   is the exact phrase of them, so CJK matches by substring.
+ * - `prefix`: the last token is a prefix (`"tok" *`, `"契 約" *`).
+ * - A phrase with slop 0 is the phrase of all the words' tokens.
+ * - A phrase with slop N > 0 is `NEAR(w1 w2 …, N)`: every word (each a phrase
+ *   of its own tokens) occurs, in any order, with at most N tokens between the
+ *   end of the first and the start of the last (search/MATCHING.md).
+ */
+export function ftsExpression(node: TermNode | PhraseNode): string | undefined {
+  if (node.type === 'term') {
+    const tokens = queryTokens(node.value);
+    if (tokens.length === 0) return undefined;
+    return node.prefix ? `${ftsPhrase(tokens)} *` : ftsPhrase(tokens);
+  }
+  const words = node.terms.map((t) => queryTokens(t)).filter((t) => t.length > 0);
+  if (words.length === 0) return undefined;
+  if (node.slop === 0 || words.length === 1) return ftsPhrase(words.flat());
+  // NEAR's distance is a plain integer in the expression text; the parser bounds it, we re-check.
+  const slop = Math.max(0, Math.min(Math.floor(node.slop), 1_000_000));
+  return `NEAR(${words.map(ftsPhrase).join(' ')}, ${slop})`;
+}
+
+/** Reverses a domain's labels, with a trailing dot: `mail.example.com` → `com.example.mail.`. */
+export function reverseDomain(domain: string): string {
+  return domain === '' ? '' : `${domain.split('.').reverse().join('.')}.`;
+}
+
+/**
+ * The smallest string greater than every string that starts with `prefix`
+ * (in SQLite's BINARY order, i.e. UTF-8 bytes = code points): `prefix` with
+ * its last code point incremented. Makes `col >= prefix AND col < upper` an
+ * index range instead of a LIKE/GLOB whose wildcards would need escaping.
+ */
+export function prefixUpperBound(prefix: string): string {
+  const cps = [...prefix];
+  while (cps.length > 0) {
+    let cp = (cps.pop() as string).codePointAt(0) as number;
+    if (cp < 0x10ffff) {
+      cp += 1;
+      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xe000; // lone surrogates are not characters
+      return cps.join('') + String.fromCodePoint(cp);
+    }
+  }
+  // Only U+10FFFF…: nothing is greater; a bound no UTF-8 string reaches.
+  return '\u{10FFFF}'.repeat(prefix.length + 1);
+}
+
+/**
+ * A conjunction: an FTS5 expression on the text table (when present) AND every
+ * SQL condition. No FTS and no SQL means "every message".
+ */
+interface Part {
+  fts?: string;
+  sql: SqlFragment[];
+}
+
+const TRUE: Part = { sql: [] };
+const FALSE: Part = { sql: [{ sql: '0', params: [] }] };
+
+function isTrue(p: Part): boolean {
+  return p.fts === undefined && p.sql.length === 0;
+}
+
+function isPureFts(p: Part): p is Part & { fts: string } {
+  return p.fts !== undefined && p.sql.length === 0;
+}
+
+function paren(expr: string): string {
+  return `(${expr})`;
+}
+
+/** Compiles queries against one generation of tables. */
+export class SqliteQueryCompiler {
+  constructor(private readonly t: TableNames) {}
+
+  compile(node: QueryNode): CompiledQuery {
+    const part = this.node(node);
+    return { match: part.fts, where: joinAnd(part.sql), matchesAll: isTrue(part) };
+  }
+
+  /**
+   * The scope condition over `m`, or undefined when unrestricted. An empty
+   * scope is `0` (sees nothing). A message is in scope when one of its people
+   * (any role) has one of the addresses, or an address at one of the domains
+   * or their subdomains. Checked per candidate message over the message's own
+   * `people` range, so its cost follows the match set, not the scope's size.
+   */
+  scope(scope: Scope | null | undefined): SqlFragment | undefined {
+    if (!scope) return undefined;
+    const { addresses, domains } = normaliseScope(scope);
+    if (addresses.length === 0 && domains.length === 0) return { sql: '0', params: [] };
+    const ors: string[] = [];
+    const params: unknown[] = [];
+    if (addresses.length > 0) {
+      ors.push('s.address IN (SELECT value FROM json_each(?))');
+      params.push(JSON.stringify(addresses));
+    }
+    for (const d of domains) {
+      const f = domainCondition('s.rdomain', d);
+      ors.push(f.sql);
+      params.push(...f.params);
+    }
+    return {
+      sql: `EXISTS (SELECT 1 FROM ${this.t.people} s WHERE s.pid BETWEEN m.mid * ${PEOPLE_SPAN} AND m.mid * ${PEOPLE_SPAN} + ${PEOPLE_SPAN - 1} AND (${ors.join(' OR ')}))`,
+      params,
+    };
+  }
+
+  /**
+   * The in-scope message ids as a set-producing subquery (`SELECT mid …`), for
+   * queries that restrict nothing but the scope: then the scope's indexes
+   * drive instead of a scan of every message.
+   */
+  scopeSet(scope: Scope): SqlFragment {
+    const { addresses, domains } = normaliseScope(scope);
+    const parts: string[] = [];
+    const params: unknown[] = [];
+    if (addresses.length > 0) {
+      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE address IN (SELECT value FROM json_each(?))`);
+      params.push(JSON.stringify(addresses));
+    }
+    for (const d of domains) {
+      const f = domainCondition('rdomain', d);
+      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE ${f.sql}`);
+      params.push(...f.params);
+    }
+    if (parts.length === 0) return { sql: 'SELECT NULL WHERE 0', params: [] };
+    return { sql: parts.join(' UNION '), params };
+  }
+
+  private node(node: QueryNode): Part {
+    switch (node.type) {
+      case 'all':
+        return TRUE;
+      case 'and':
+        return this.and(node.children);
+      case 'or':
+        return this.or(node.children);
+      case 'not':
+        return this.negate(this.node(node.child));
+      case 'term':
+      case 'phrase':
+        return this.words(node);
+      case 'address':
+        return this.address(node.field, node.value, node.prefix);
+      case 'domain':
+        return this.domain(node.field, node.value);
+      case 'hasAttachment':
+        return { sql: [{ sql: 'm.has_att = 1', params: [] }] };
+      case 'messageId':
+        return { sql: [{ sql: 'm.message_id = ?', params: [node.value] }] };
+      case 'dateRange': {
+        const sql: SqlFragment[] = [];
+        if (node.gte !== undefined) sql.push({ sql: 'm.date >= ?', params: [node.gte] });
+        if (node.lt !== undefined) sql.push({ sql: 'm.date < ?', params: [node.lt] });
+        return { sql };
+      }
+      case 'sizeRange': {
+        const sql: SqlFragment[] = [];
+        if (node.gte !== undefined) sql.push({ sql: 'm.size >= ?', params: [node.gte] });
+        if (node.lte !== undefined) sql.push({ sql: 'm.size <= ?', params: [node.lte] });
+        return { sql };
+      }
+      default: {
+        const unknown: never = node;
+        throw new Error(`unknown query node ${JSON.stringify(unknown)}`);
+      }
+    }
+  }
+
+  /**
+   * AND: the text words of all children become one FTS5 expression (so FTS5
+   * intersects the posting lists), negated pure-text children become its
+   * `NOT`, everything else stays SQL.
+   */
+  private and(children: QueryNode[]): Part {
+    const pos: string[] = [];
+    const neg: string[] = [];
+    const sql: SqlFragment[] = [];
+    for (const child of children) {
+      let p: Part;
+      if (child.type === 'not') {
+        const inner = this.node(child.child);
+        if (isPureFts(inner)) {
+          neg.push(inner.fts);
+          continue;
+        }
+        p = this.negate(inner);
+      } else {
+        p = this.node(child);
+      }
+      if (p.fts !== undefined) pos.push(p.fts);
+      sql.push(...p.sql);
+    }
+    if (pos.length === 0) {
+      // FTS5's NOT is binary; with nothing to subtract from, each negation is SQL.
+      for (const n of neg) sql.push(this.notInText(n));
+      return { sql };
+    }
+    let fts = pos.length === 1 ? pos[0] : pos.map(paren).join(' AND ');
+    if (neg.length > 0) fts = `${paren(fts)} NOT ${paren(neg.map(paren).join(' OR '))}`;
+    return { fts, sql };
+  }
+
+  private or(children: QueryNode[]): Part {
+    const parts = children.map((c) => this.node(c));
+    if (parts.some(isTrue)) return TRUE;
+    if (parts.every(isPureFts)) return { fts: parts.map((p) => paren(p.fts as string)).join(' OR '), sql: [] };
+    const frags = parts.map((p) => this.toSql(p));
+    return { sql: [{ sql: paren(frags.map((f) => paren(f.sql)).join(' OR ')), params: frags.flatMap((f) => f.params) }] };
+  }
+
+  private negate(p: Part): Part {
+    if (isTrue(p)) return FALSE;
+    if (isPureFts(p)) return { sql: [this.notInText(p.fts)] };
+    const f = this.toSql(p);
+    return { sql: [{ sql: `NOT (${f.sql})`, params: f.params }] };
+  }
+
+  private notInText(fts: string): SqlFragment {
+    return { sql: `m.mid NOT IN (SELECT rowid FROM ${this.t.textFts} WHERE ${this.t.textFts} MATCH ?)`, params: [fts] };
+  }
+
+  /** A part as one SQL condition over `m`. */
+  private toSql(p: Part): SqlFragment {
+    const all = [...p.sql];
+    if (p.fts !== undefined) all.unshift({ sql: `m.mid IN (SELECT rowid FROM ${this.t.textFts} WHERE ${this.t.textFts} MATCH ?)`, params: [p.fts] });
+    return joinAnd(all);
+  }
+
+  /** A word or phrase: in a text column, or in the words of one person (an address field). */
+  private words(node: TermNode | PhraseNode): Part {
+    const expr = ftsExpression(node);
+    if (expr === undefined) return FALSE;
+    const field: WordField = node.field;
+    if (!isAddressField(field)) {
+      return { fts: field === 'any' ? expr : `{${COLUMN_OF[field]}} : ${paren(expr)}`, sql: [] };
+    }
+    // One people_fts row per person, so a phrase or NEAR never spans two people.
+    const { people, peopleFts } = this.t;
+    if (field === 'participant') {
+      return { sql: [{ sql: `m.mid IN (SELECT rowid >> ${PEOPLE_SHIFT} FROM ${peopleFts} WHERE ${peopleFts} MATCH ?)`, params: [expr] }] };
+    }
+    return {
+      sql: [
+        {
+          sql: `m.mid IN (SELECT p.pid >> ${PEOPLE_SHIFT} FROM ${peopleFts} CROSS JOIN ${people} p ON p.pid = ${peopleFts}.rowid WHERE ${peopleFts} MATCH ? AND (p.f & ?) != 0)`,
+          params: [expr, FLAG_OF[field]],
+        },
+      ],
+    };
+  }
+
+  /** A whole address (exact, or a prefix of it) in one address field. */
+  private address(field: AddressField, value: string, prefix: boolean): Part {
+    const v = value.toLowerCase();
+    const cond: SqlFragment = prefix ? { sql: 'address >= ? AND address < ?', params: [v, prefixUpperBound(v)] } : { sql: 'address = ?', params: [v] };
+    return this.peopleWhere(field, cond);
+  }
+
+  /** An address at `value` or one of its subdomains, in one address field. */
+  private domain(field: AddressField, value: string): Part {
+    return this.peopleWhere(field, domainCondition('rdomain', value.toLowerCase().replace(/\.+$/, '')));
+  }
+
+  private peopleWhere(field: AddressField, cond: SqlFragment): Part {
+    const flag = field === 'participant' ? undefined : FLAG_OF[field];
+    const sql = `m.mid IN (SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE ${cond.sql}${flag === undefined ? '' : ' AND (f & ?) != 0'})`;
+    return { sql: [{ sql, params: flag === undefined ? cond.params : [...cond.params, flag] }] };
+  }
+}
+
+/**
+ * `domain` or any subdomain, on a reversed-domain column: `example.com` is the
+ * range of `com.example.` and everything after it up to `com.example/`. A
+ * one-label value (`com`, `localhost`) matches only that exact domain: parent
+ * domains are counted down to two labels, never to a bare TLD (MATCHING.md).
+ */
+function domainCondition(column: string, domain: string): SqlFragment {
+  const r = reverseDomain(domain);
+  if (!domain.includes('.')) return { sql: `${column} = ?`, params: [r] };
+  return { sql: `(${column} >= ? AND ${column} < ?)`, params: [r, `${r.slice(0, -1)}/`] };
+}
+
+function normaliseScope(scope: Scope): { addresses: string[]; domains: string[] } {
+  const addresses = [...new Set(scope.addresses.map((a) => a.trim().toLowerCase()).filter((a) => a !== ''))];
+  const domains = [...new Set(scope.domains.map((d) => d.trim().toLowerCase().replace(/^@/, '').replace(/\.+$/, '')).filter((d) => d !== ''))];
+  return { addresses, domains };
+}
+
+function joinAnd(frags: SqlFragment[]): SqlFragment {
+  if (frags.length === 0) return { sql: '1', params: [] };
+  if (frags.length === 1) return frags[0];
+  return { sql: frags.map((f) => paren(f.sql)).join(' AND '), params: frags.flatMap((f) => f.params) };
+}
