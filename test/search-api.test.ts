@@ -165,7 +165,7 @@ describe('search API', () => {
       { value: 'bob@corp.example', count: 1 },
       { value: 'news@newsletter.example', count: 1 },
     ]);
-    const post = await (await fetch(`${base}/api/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ q: 'budget' }) })).json();
+    const post = (await (await fetch(`${base}/api/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ q: 'budget' }) })).json()) as { hits: { id: string }[] };
     expect(post.hits.map((h: { id: string }) => h.id)).toEqual(body.hits.map((h: { id: string }) => h.id));
   });
 
