@@ -216,15 +216,15 @@ export class SqliteQueryCompiler {
     const parts: string[] = [];
     const params: unknown[] = [];
     if (addresses.length > 0) {
-      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE address IN (SELECT value FROM json_each(?))`);
+      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} AS mid FROM ${this.t.people} WHERE address IN (SELECT value FROM json_each(?))`);
       params.push(JSON.stringify(addresses));
     }
     for (const d of domains) {
       const f = domainCondition('rdomain', d);
-      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE ${f.sql}`);
+      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} AS mid FROM ${this.t.people} WHERE ${f.sql}`);
       params.push(...f.params);
     }
-    if (parts.length === 0) return { sql: 'SELECT NULL WHERE 0', params: [] };
+    if (parts.length === 0) return { sql: 'SELECT NULL AS mid WHERE 0', params: [] };
     return { sql: parts.join(' UNION '), params };
   }
 
