@@ -9,6 +9,7 @@ import type { Config } from './config/config.js';
 import type { ObjectStore } from './ports/object-store.js';
 import type { JobQueue } from './ports/job-queue.js';
 import type { MessageIndex } from './ports/message-index.js';
+import type { CatalogStore } from './ports/catalog-store.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { InlineQueue } from './adapters/inline/inline-queue.js';
 
@@ -68,4 +69,38 @@ export async function createMessageIndex(config: Config, log: Logger): Promise<M
   }
   await index.init();
   return index;
+}
+
+/**
+ * The catalog store (users, tokens, sessions, the audit trail) follows the
+ * index driver: SQLite beside the embedded index, OpenSearch in scale-out.
+ */
+export async function createCatalogStore(config: Config, log: Logger): Promise<CatalogStore> {
+  const child = log.child({ component: 'catalog' });
+  let catalog: CatalogStore;
+  switch (config.ARCHIVE_INDEX) {
+    case 'sqlite': {
+      const { SqliteCatalogStore } = await import('./adapters/sqlite/sqlite-catalog-store.js');
+      catalog = SqliteCatalogStore.fromConfig(config, child);
+      break;
+    }
+    case 'opensearch': {
+      // Lazy: the embedded default never loads the OpenSearch client. Its own
+      // connection pool (the index has another): catalog traffic is light.
+      const [{ Client }, { clientOptionsFromConfig }, { OpenSearchCatalogStoreAdapter }] = await Promise.all([
+        import('@opensearch-project/opensearch'),
+        import('../search/opensearch/opensearch-message-index.js'),
+        import('./adapters/opensearch/opensearch-catalog-store-adapter.js'),
+      ]);
+      catalog = new OpenSearchCatalogStoreAdapter({
+        client: new Client(clientOptionsFromConfig(config)),
+        indexPrefix: config.ARCHIVE_OPENSEARCH_INDEX_PREFIX,
+        log: child.child({ driver: 'opensearch' }),
+        ownsClient: true,
+      });
+      break;
+    }
+  }
+  await catalog.init();
+  return catalog;
 }

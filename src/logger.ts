@@ -16,12 +16,32 @@ const REDACT = [
   'req.headers.authorization',
   'req.headers.cookie',
   '*.secret',
+  'req.headers["x-csrf-token"]',
+  'headers.authorization',
+  'headers.cookie',
+  'cookie',
+  '*.cookie',
+  'passwordHash',
+  '*.passwordHash',
+  'newPassword',
+  '*.newPassword',
+  'currentPassword',
+  '*.currentPassword',
+  'totpSecret',
+  '*.totpSecret',
+  'clientSecret',
+  '*.clientSecret',
   'config.ARCHIVE_SMTP_AUTH_PASSWORD',
   'config.ARCHIVE_S3_SECRET_ACCESS_KEY',
   'config.ARCHIVE_OPENSEARCH_PASSWORD',
+  'config.ARCHIVE_OIDC_CLIENT_SECRET',
+  'config.ARCHIVE_REDIS_URL',
 ];
 
-export function createLogger(opts: { level?: string; pretty?: boolean; name?: string } = {}): Logger {
+/** Paths of log objects whose values are replaced with `***` (exported for the test that checks them). */
+export const REDACTED_PATHS: readonly string[] = REDACT;
+
+export function createLogger(opts: { level?: string; pretty?: boolean; name?: string; destination?: NodeJS.WritableStream } = {}): Logger {
   return pino({
     name: opts.name ?? 'archive',
     level: opts.level ?? 'info',
@@ -29,5 +49,5 @@ export function createLogger(opts: { level?: string; pretty?: boolean; name?: st
     base: { pid: process.pid },
     timestamp: stdTimeFunctions.isoTime,
     ...(opts.pretty ? { transport: { target: 'pino-pretty', options: { destination: 2 } } } : {}),
-  }, opts.pretty ? undefined : destination({ dest: 2, sync: false }));
+  }, opts.pretty ? undefined : (opts.destination ?? destination({ dest: 2, sync: false })));
 }

@@ -8,7 +8,11 @@ import type { Config } from './config/config.js';
 import type { ObjectStore } from './ports/object-store.js';
 import type { JobQueue } from './ports/job-queue.js';
 import type { MessageIndex } from './ports/message-index.js';
-import { createJobQueue, createMessageIndex, createObjectStore, spoolDirOf } from './factory.js';
+import type { CatalogStore } from './ports/catalog-store.js';
+import { createCatalogStore, createJobQueue, createMessageIndex, createObjectStore, spoolDirOf } from './factory.js';
+import { AuditTrail } from './audit/audit-trail.js';
+import { AuthService } from './auth/auth-service.js';
+import { OidcSignIn } from './auth/oidc.js';
 import { IngestPipeline } from '../ingest/ingest-pipeline.js';
 import { IndexMessageJob } from '../ingest/index-message.job.js';
 import { ParsePool } from '../ingest/parse-pool.js';
@@ -25,6 +29,14 @@ export interface Services {
   search: SearchService;
   indexJob: IndexMessageJob;
   parsePool: ParsePool;
+  /** Users, tokens, sessions, the audit trail (and, later, holds, cases, exports). */
+  catalog: CatalogStore;
+  /** The tamper-evident audit trail: `audit.record({...})` for every human action. */
+  audit: AuditTrail;
+  /** Users, roles, scopes, tokens, sign-in, sessions. */
+  auth: AuthService;
+  /** Single sign-on, when ARCHIVE_OIDC_ISSUER is set. */
+  oidc?: OidcSignIn;
   /** Starts consuming index jobs in this process (serve with the inline queue, `archive worker`, import). */
   startWorkers(): void;
   close(): Promise<void>;
@@ -38,6 +50,38 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const store = await createObjectStore(config, log);
   const queue = await createJobQueue(config, log);
   const index = await createMessageIndex(config, log);
+  const catalog = await createCatalogStore(config, log);
+  const audit = new AuditTrail({ catalog, store, log: log.child({ component: 'audit' }) });
+  const auth = new AuthService(
+    catalog,
+    audit,
+    {
+      sessionTtlMs: config.ARCHIVE_SESSION_TTL_HOURS * 3_600_000,
+      sessionIdleMs: config.ARCHIVE_SESSION_IDLE_MINUTES * 60_000,
+      lockoutThreshold: config.ARCHIVE_AUTH_LOCKOUT_THRESHOLD,
+      lockoutMs: config.ARCHIVE_AUTH_LOCKOUT_MINUTES * 60_000,
+      backoffMs: config.ARCHIVE_AUTH_BACKOFF_MS,
+      issuerName: config.ARCHIVE_ORG_NAME,
+    },
+    log.child({ component: 'auth' }),
+  );
+  const oidc =
+    config.ARCHIVE_OIDC_ISSUER && config.ARCHIVE_OIDC_CLIENT_ID && config.ARCHIVE_OIDC_REDIRECT_URL
+      ? new OidcSignIn(
+          {
+            issuer: config.ARCHIVE_OIDC_ISSUER,
+            clientId: config.ARCHIVE_OIDC_CLIENT_ID,
+            clientSecret: config.ARCHIVE_OIDC_CLIENT_SECRET,
+            redirectUrl: config.ARCHIVE_OIDC_REDIRECT_URL,
+            scopes: config.ARCHIVE_OIDC_SCOPES,
+            groupsClaim: config.ARCHIVE_OIDC_GROUPS_CLAIM,
+            groupMap: config.ARCHIVE_OIDC_GROUP_MAP,
+          },
+          catalog,
+          auth,
+          log.child({ component: 'oidc' }),
+        )
+      : undefined;
   const pipeline = new IngestPipeline({ store, queue, log: log.child({ component: 'ingest' }), spoolDir, maxBytes: config.ARCHIVE_SMTP_MAX_SIZE });
   const parsePool = new ParsePool(log.child({ component: 'parse-pool' }), config.ARCHIVE_PARSE_THREADS);
   const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool);
@@ -52,6 +96,10 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     search: new SearchService(index),
     indexJob,
     parsePool,
+    catalog,
+    audit,
+    auth,
+    oidc,
     startWorkers() {
       if (workers) return;
       workers = true;
@@ -62,6 +110,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       await indexJob.flush();
       await parsePool.close();
       await index.close();
+      // Seals the latest chain head (write-once store) before the store closes.
+      await audit.close();
+      await catalog.close();
       await store.close();
     },
   };

@@ -213,9 +213,9 @@ export function indexMappings(): Record<string, unknown> {
   };
 }
 
-/** Settings + mappings of a new concrete index. */
-export function indexBody(): { settings: Record<string, unknown>; mappings: Record<string, unknown> } {
-  return { settings: { index: INDEX_SETTINGS }, mappings: indexMappings() };
+/** Settings + mappings of a new concrete index: a fresh copy, the caller may change it. */
+export function indexBody(): { settings: { index: Record<string, unknown> }; mappings: Record<string, unknown> } {
+  return structuredClone({ settings: { index: INDEX_SETTINGS }, mappings: indexMappings() });
 }
 
 // ---------------------------------------------------------------- mapping diff
@@ -256,8 +256,8 @@ export function diffMappings(current: Record<string, unknown> | undefined, desir
 
 // ---------------------------------------------------------------- documents
 
-/** Cuts a string to at most `max` UTF-16 units without splitting a surrogate pair. */
-function cut(s: string, max = MAX_TOKEN_CHARS): string {
+/** Cuts a string to at most `max` UTF-16 units without splitting a surrogate pair (see MAX_TOKEN_CHARS). */
+export function cut(s: string, max = MAX_TOKEN_CHARS): string {
   if (s.length <= max) return s;
   let end = max;
   const c = s.charCodeAt(end - 1);

@@ -365,7 +365,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
     if (opts.bulkLoad) {
       // A rebuild writes many documents and nobody searches the index until commit: no periodic refresh
       // (each refresh writes a small segment that merges must later rewrite). Commit restores the default.
-      (body.settings.index as Record<string, unknown>).refresh_interval = '-1';
+      body.settings.index.refresh_interval = '-1';
     }
     for (let attempt = 0; ; attempt++) {
       const name = `${this.alias}-v${MAPPING_VERSION}-${stamp(this.now() + attempt)}`;

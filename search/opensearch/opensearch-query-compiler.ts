@@ -12,7 +12,7 @@ import type { AddressField, QueryNode, TextField, WordField } from '../query-ast
 import { isAddressField } from '../query-ast.js';
 import { queryTokens } from '../index-analysis.js';
 import type { Scope } from '../../src/ports/message-index.js';
-import { ADDRESS_DOMAIN_FIELD, ADDRESS_EXACT_FIELD, ADDRESS_WORD_FIELD, MAX_TOKEN_CHARS, TEXT_FIELD } from './opensearch-mappings.js';
+import { ADDRESS_DOMAIN_FIELD, ADDRESS_EXACT_FIELD, ADDRESS_WORD_FIELD, TEXT_FIELD, cut } from './opensearch-mappings.js';
 
 /** A query DSL clause (plain JSON). */
 export type OsQuery = Record<string, unknown>;
@@ -39,10 +39,8 @@ function anyOf(clauses: OsQuery[]): OsQuery {
   return { bool: { should: clauses, minimum_should_match: 1 } };
 }
 
-/** Same cut as the index applies to over-long tokens (see MAX_TOKEN_CHARS). */
-function cutToken(t: string): string {
-  return t.length > MAX_TOKEN_CHARS ? t.slice(0, MAX_TOKEN_CHARS) : t;
-}
+/** Same cut as the index applies to over-long tokens and keyword values (see MAX_TOKEN_CHARS). */
+const cutToken = (t: string): string => cut(t);
 
 function spanTerm(field: string, token: string): OsQuery {
   return { span_term: { [field]: cutToken(token) } };
@@ -80,16 +78,44 @@ function compileTerm(field: WordField, value: string, prefix: boolean): OsQuery 
 }
 
 /**
+ * Most proximity operands for which unequal-length operands (CJK words next
+ * to other words) are compiled exactly, as one ordered span per order of the
+ * operands: k! spans (120 for 5). Beyond, see {@link compilePhrase}.
+ */
+export const MAX_EXACT_PERMUTED_OPERANDS = 5;
+
+function permutations<T>(items: T[]): T[][] {
+  if (items.length <= 1) return [items];
+  return items.flatMap((x, i) => permutations([...items.slice(0, i), ...items.slice(i + 1)]).map((rest) => [x, ...rest]));
+}
+
+/**
  * A phrase. Slop 0: the exact phrase of all tokens. Slop N > 0: SQLite FTS5
- * `NEAR(p1 … pk, N)` semantics (all operands, any order, at most N tokens
- * between the end of the first and the start of the last), which is
- * `span_near` with `in_order: false` and `slop = N - k + 2` (span slop counts
- * only the unmatched positions inside the match); when that is negative no
- * document can match.
+ * `NEAR(p1 … pk, N)` semantics (search/MATCHING.md): every operand occurs, in
+ * any order, with at most N tokens between the end of the first and the start
+ * of the last; precisely, occurrences with `max(start) - start_i - len_i ≤ N`
+ * for every operand i (overlaps allowed). An operand is a word, which is one
+ * token, or several for a CJK word (its characters, in order).
  *
- * Repeated operands are merged first: FTS5 lets two identical operands use
- * the same occurrence (`NEAR(a a, 0)` matches a lone `a`), so a repeat adds
- * no constraint there; merging keeps `k` right for the slop formula.
+ * Lucene's unordered `span_near` allows `max(end) - min(start) - Σ len ≤ slop`.
+ * - Repeated operands are merged first: FTS5 lets both use one occurrence, so
+ *   a repeat adds no constraint there (and `k` must count distinct operands).
+ * - k = 2, any lengths: the two measures are equal, so `slop = N`.
+ * - All operands of one length l (every plain word: l = 1): the first and
+ *   last operand by start are also first and last by end, so the measures
+ *   differ by `(k - 2)·l`: `slop = N - (k - 2)·l`, i.e. `N - k + 2` for words.
+ *   A negative slop cannot be met (distinct operands of one length never share
+ *   a start): match nothing.
+ * - Otherwise (k ≥ 3, a CJK word among words of other lengths): one ordered
+ *   `span_near` per order of the operands, each with `slop = N - Σ len` of its
+ *   middle operands (the gaps an ordered span counts are exactly FTS5's tokens
+ *   between, minus the middle operands). Exact for occurrences that do not
+ *   overlap; FTS5 also accepts two distinct operands sharing tokens (`契約`
+ *   and `約書` in `契約書`), which ordered spans cannot see. Above
+ *   MAX_EXACT_PERMUTED_OPERANDS operands the permutations would explode, and
+ *   one unordered span with the loosest slop (the two longest operands taken
+ *   as first and last) is used: it may match a few more documents than FTS5,
+ *   never fewer.
  */
 function compilePhrase(field: WordField, terms: string[], slop: number): OsQuery {
   const operands = terms.map((t) => queryTokens(t)).filter((toks) => toks.length > 0);
@@ -105,14 +131,29 @@ function compilePhrase(field: WordField, terms: string[], slop: number): OsQuery
     seen.add(key);
     return true;
   });
-  if (distinct.length === 1) return anyOf(wordFields(field).map((f) => exactSequence(f, distinct[0], false)));
-  const spanSlop = slop - distinct.length + 2;
-  if (spanSlop < 0) return MATCH_NONE;
-  return anyOf(
-    wordFields(field).map((f) => ({
-      span_near: { clauses: distinct.map((toks) => spanOfTokens(f, toks)), slop: spanSlop, in_order: false },
-    })),
-  );
+  const k = distinct.length;
+  if (k === 1) return anyOf(wordFields(field).map((f) => exactSequence(f, distinct[0], false)));
+  const lengths = distinct.map((d) => d.length);
+  const total = lengths.reduce((a, b) => a + b, 0);
+  const unordered = (spanSlop: number): OsQuery =>
+    spanSlop < 0
+      ? MATCH_NONE
+      : anyOf(wordFields(field).map((f) => ({ span_near: { clauses: distinct.map((toks) => spanOfTokens(f, toks)), slop: spanSlop, in_order: false } })));
+  if (k === 2) return unordered(slop);
+  if (lengths.every((l) => l === lengths[0])) return unordered(slop - (k - 2) * lengths[0]);
+  if (k > MAX_EXACT_PERMUTED_OPERANDS) {
+    const [l1, l2] = [...lengths].sort((a, b) => b - a);
+    return unordered(slop - (total - l1 - l2));
+  }
+  const ordered: OsQuery[] = [];
+  for (const f of wordFields(field)) {
+    for (const order of permutations(distinct)) {
+      const spanSlop = slop - (total - order[0].length - order[k - 1].length);
+      if (spanSlop < 0) continue;
+      ordered.push({ span_near: { clauses: order.map((toks) => spanOfTokens(f, toks)), slop: spanSlop, in_order: true } });
+    }
+  }
+  return anyOf(ordered);
 }
 
 function compileAddress(field: AddressField, value: string, prefix: boolean): OsQuery {
@@ -143,7 +184,7 @@ export function compileQuery(node: QueryNode): OsQuery {
     case 'address':
       return compileAddress(node.field, node.value, node.prefix);
     case 'domain':
-      return { term: { [ADDRESS_DOMAIN_FIELD[node.field]]: { value: cutToken(node.value.toLowerCase().replace(/\.$/, '')) } } };
+      return { term: { [ADDRESS_DOMAIN_FIELD[node.field]]: { value: cutToken(node.value.toLowerCase().replace(/\.+$/, '')) } } };
     case 'hasAttachment':
       return { term: { hasAttachments: { value: true } } };
     case 'messageId':
@@ -172,8 +213,9 @@ export function compileQuery(node: QueryNode): OsQuery {
  */
 export function scopeFilter(scope: Scope | null | undefined): OsQuery | undefined {
   if (scope === null || scope === undefined) return undefined;
-  const addresses = [...new Set(scope.addresses.map((a) => cutToken(a.toLowerCase())))];
-  const domains = [...new Set(scope.domains.map((d) => cutToken(d.toLowerCase().replace(/\.$/, ''))))];
+  // Normalised like the SQLite adapter: trimmed, lower-cased, `@` and trailing dots dropped from domains, empties ignored.
+  const addresses = [...new Set(scope.addresses.map((a) => a.trim().toLowerCase()).filter((a) => a !== ''))].map(cutToken);
+  const domains = [...new Set(scope.domains.map((d) => d.trim().toLowerCase().replace(/^@/, '').replace(/\.+$/, '')).filter((d) => d !== ''))].map(cutToken);
   const should: OsQuery[] = [];
   if (addresses.length) should.push({ terms: { [ADDRESS_EXACT_FIELD.participant]: addresses } });
   if (domains.length) should.push({ terms: { [ADDRESS_DOMAIN_FIELD.participant]: domains } });

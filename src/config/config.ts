@@ -3,6 +3,7 @@
  * is validated here by one zod schema, and is parsed once at start. A bad value
  * stops start-up with a message naming the variable.
  */
+import { createPrivateKey } from 'node:crypto';
 import path from 'node:path';
 import { isIP } from 'node:net';
 import os from 'node:os';
@@ -64,7 +65,84 @@ export const SECRET_KEYS = [
   'ARCHIVE_S3_SECRET_ACCESS_KEY',
   'ARCHIVE_OPENSEARCH_PASSWORD',
   'ARCHIVE_REDIS_URL',
+  'ARCHIVE_OIDC_CLIENT_SECRET',
+  'ARCHIVE_SIGNING_KEY',
 ] as const;
+
+/** Trusted reverse proxies for X-Forwarded-For: CIDR networks or Express's names (loopback, linklocal, uniquelocal). */
+const trustProxy = z
+  .string()
+  .default('')
+  .transform((v, ctx) => {
+    const items = v
+      .split(',')
+      .map((s) => s.trim())
+      .filter(Boolean);
+    for (const item of items) {
+      if (['loopback', 'linklocal', 'uniquelocal'].includes(item)) continue;
+      const [addr, bits, extra] = item.split('/');
+      const family = isIP(addr ?? '');
+      const max = family === 6 ? 128 : 32;
+      const b = bits === undefined ? max : Number(bits);
+      if (!family || extra !== undefined || !Number.isInteger(b) || b < 0 || b > max) {
+        ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not a CIDR network or loopback|linklocal|uniquelocal: "${item}"` });
+        return z.NEVER;
+      }
+    }
+    return items;
+  });
+
+/** Roles an OIDC group can grant (src/auth/roles.ts). */
+const oidcRole = z.enum(['admin', 'officer', 'reviewer', 'auditor']);
+
+/**
+ * ARCHIVE_OIDC_GROUP_MAP: JSON object from a provider group to what it grants,
+ * e.g. {"archive-officers-emea": {"roles": ["officer"], "scope": {"domains": ["emea.example.com"]}},
+ *       "archive-admins": {"roles": ["admin"], "scope": "all"}}.
+ * A user gets the union of the roles and the union of the scopes of their
+ * groups; `"scope": "all"` is unrestricted; a group without a scope adds no mail.
+ */
+export const oidcGroupMapSchema = z.record(
+  z.string().min(1),
+  z
+    .object({
+      roles: z.array(oidcRole).default([]),
+      scope: z
+        .union([
+          z.literal('all'),
+          z
+            .object({
+              domains: z.array(z.string()).default([]),
+              addresses: z.array(z.string()).default([]),
+              groups: z.array(z.string()).default([]),
+            })
+            .strict(),
+        ])
+        .optional(),
+    })
+    .strict(),
+);
+export type OidcGroupMap = z.infer<typeof oidcGroupMapSchema>;
+
+const jsonGroupMap = z
+  .string()
+  .default('{}')
+  .transform((v, ctx) => {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(v);
+    } catch (err) {
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `not JSON: ${(err as Error).message}` });
+      return z.NEVER;
+    }
+    const r = oidcGroupMapSchema.safeParse(raw);
+    if (!r.success) {
+      const i = r.error.issues[0]!;
+      ctx.addIssue({ code: z.ZodIssueCode.custom, message: `${i.path.join('.') || '(top)'}: ${i.message}` });
+      return z.NEVER;
+    }
+    return r.data;
+  });
 
 export const envSchema = z.object({
   /** Where the embedded store, catalog and spool live. */
@@ -131,6 +209,58 @@ export const envSchema = z.object({
   ARCHIVE_PARSE_THREADS: z.coerce.number().int().min(0).max(64).default(Math.max(1, os.availableParallelism())),
   /** Parallel index-worker jobs per process. Each holds one parsed message in memory (bounded by the parser limits). */
   ARCHIVE_INDEX_CONCURRENCY: z.coerce.number().int().min(1).max(64).default(4),
+
+  /** Where export packages are written (default `<ARCHIVE_DATA_DIR>/exports`). In scale-out, a volume every worker and API node shares. */
+  ARCHIVE_EXPORT_DIR: optionalString,
+  /**
+   * The archive's Ed25519 signing key for export manifests, as PKCS#8 PEM (`\n` escapes allowed).
+   * Unset in embedded mode: generated on first use under `<ARCHIVE_DATA_DIR>/keys/`. Needed for
+   * exports in scale-out (`ARCHIVE_STORE=s3`), where every node must sign with one key: without it
+   * exports are refused there, naming this variable.
+   */
+  ARCHIVE_SIGNING_KEY: optionalString,
+  /** Export jobs run at once per process. Each holds one PDF renderer and a few messages in flight; PDF rendering is CPU-bound (about one core per job). */
+  ARCHIVE_EXPORT_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+  /**
+   * Items between export checkpoints. A checkpoint fsyncs what was written since the last one
+   * (a few ms per hundred files); a killed export redoes at most this many items.
+   */
+  ARCHIVE_EXPORT_CHECKPOINT_ITEMS: z.coerce.number().int().min(1).max(100_000).default(500),
+  /** TrueType font for PDF pages whose text is outside Windows-1252 (default: DejaVu Sans when installed). Point it at a CJK font (e.g. Noto Sans CJK) for Asian mail. */
+  ARCHIVE_EXPORT_PDF_FONT: optionalString,
+
+  // --- users, sessions, sign-in and audit (src/auth, src/audit) ---
+  /** Reverse proxies whose X-Forwarded-For is believed (client addresses in the audit trail and rate limits). Empty: none. */
+  ARCHIVE_HTTP_TRUST_PROXY: trustProxy,
+  /** Session cookies carry `Secure` (sent over HTTPS only). Turn off only for plain-HTTP development. */
+  ARCHIVE_COOKIE_SECURE: bool(true),
+  /** A browser session ends this many hours after sign-in, whatever happens. */
+  ARCHIVE_SESSION_TTL_HOURS: z.coerce.number().min(0.01).max(720).default(12),
+  /** A browser session ends after this many idle minutes. */
+  ARCHIVE_SESSION_IDLE_MINUTES: z.coerce.number().min(1).max(10_080).default(60),
+  /** Failed sign-ins in a row that lock an account (audited as `auth.lockout`). */
+  ARCHIVE_AUTH_LOCKOUT_THRESHOLD: z.coerce.number().int().min(2).max(1000).default(10),
+  /** How long a lockout lasts (minutes); an admin can lift it sooner. */
+  ARCHIVE_AUTH_LOCKOUT_MINUTES: z.coerce.number().min(0.01).max(100_000).default(15),
+  /** Wait after the second failed sign-in in a row (ms); it doubles with each further failure, up to 60 s. */
+  ARCHIVE_AUTH_BACKOFF_MS: z.coerce.number().int().min(0).max(60_000).default(1000),
+  /** Sign-in requests per client address per minute (each node counts its own). */
+  ARCHIVE_RATE_LIMIT_SIGN_IN: z.coerce.number().int().min(1).default(20),
+  /** Searches per user per minute (each node counts its own). */
+  ARCHIVE_RATE_LIMIT_SEARCH: z.coerce.number().int().min(1).default(300),
+  /** Seal the audit trail's chain head into the write-once store this often (minutes); 0: only at shutdown and `archive audit seal`. */
+  ARCHIVE_AUDIT_SEAL_MINUTES: z.coerce.number().min(0).max(100_000).default(60),
+
+  /** OpenID Connect issuer URL (discovery at <issuer>/.well-known/openid-configuration). Unset: no single sign-on. */
+  ARCHIVE_OIDC_ISSUER: optionalString.pipe(z.string().url().optional()),
+  ARCHIVE_OIDC_CLIENT_ID: optionalString,
+  ARCHIVE_OIDC_CLIENT_SECRET: optionalString,
+  /** The archive's callback URL as registered at the provider: https://<host>/api/auth/oidc/callback. */
+  ARCHIVE_OIDC_REDIRECT_URL: optionalString.pipe(z.string().url().optional()),
+  ARCHIVE_OIDC_SCOPES: z.string().default('openid email profile groups'),
+  /** Claim (ID token or userinfo) holding the user's groups. */
+  ARCHIVE_OIDC_GROUPS_CLAIM: z.string().default('groups'),
+  ARCHIVE_OIDC_GROUP_MAP: jsonGroupMap,
 });
 
 export type Env = z.infer<typeof envSchema>;
@@ -170,8 +300,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): Config {
   if (cfg.ARCHIVE_S3_SSE === 'aws:kms' && !cfg.ARCHIVE_S3_SSE_KMS_KEY_ID) {
     problems.push('  ARCHIVE_S3_SSE_KMS_KEY_ID: required when ARCHIVE_S3_SSE=aws:kms');
   }
+  if (cfg.ARCHIVE_SIGNING_KEY && !isEd25519Pem(cfg.ARCHIVE_SIGNING_KEY)) {
+    problems.push('  ARCHIVE_SIGNING_KEY: not an Ed25519 private key in PKCS#8 PEM');
+  }
+  if (cfg.ARCHIVE_OIDC_ISSUER && (!cfg.ARCHIVE_OIDC_CLIENT_ID || !cfg.ARCHIVE_OIDC_REDIRECT_URL)) {
+    problems.push('  ARCHIVE_OIDC_CLIENT_ID and ARCHIVE_OIDC_REDIRECT_URL: required when ARCHIVE_OIDC_ISSUER is set');
+  }
   if (problems.length) throw new ConfigError(`Invalid configuration:\n${problems.join('\n')}`);
   return { ...cfg, dataDir: path.resolve(cfg.ARCHIVE_DATA_DIR) };
+}
+
+/** Whether a setting holds an Ed25519 private key (PEM; `\n` escapes as env files write them). */
+function isEd25519Pem(v: string): boolean {
+  try {
+    return createPrivateKey(v.replace(/\\n/g, '\n')).asymmetricKeyType === 'ed25519';
+  } catch {
+    return false;
+  }
 }
 
 /** The configuration with secrets replaced, for `archive config` and logs. */

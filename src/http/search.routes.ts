@@ -4,14 +4,16 @@
  * every path (promise 7); an out-of-scope id answers 404.
  */
 import { pipeline } from 'node:stream/promises';
-import { Router, type Request } from 'express';
+import { Router, type Request, type Response } from 'express';
 import { z } from 'zod';
 import type { Services } from '../services.js';
 import type { Scope } from '../ports/message-index.js';
 import type { IndexedMessage } from '../domain/indexed-message.js';
 import { extractAttachment } from '../../ingest/index.js';
 import { findHeaderEnd, parseHeaderFields } from '../../ingest/mime/header-block.js';
-import { NotFoundError } from '../errors.js';
+import { NotFoundError, UnauthorizedError } from '../errors.js';
+import { CONTENT_ROLES } from '../auth/roles.js';
+import '../auth/request.js';
 import type { RouteRegistry } from './route-registry.js';
 
 const searchInput = z.object({
@@ -30,37 +32,49 @@ const searchInput = z.object({
 const idParam = z.object({ id: z.string().regex(/^[0-9a-f]{64}$/, 'a message id is a lower-case SHA-256') });
 const attachmentParam = idParam.extend({ n: z.coerce.number().int().min(0).max(10_000) });
 
-/** The caller's scope. Unrestricted until users and roles exist (the identity layer sets `req.scope`). */
+/**
+ * The caller's scope, as the authentication middleware resolved it (null =
+ * unrestricted). Fail closed: a request that reached a route without it is
+ * refused, never treated as unrestricted.
+ */
 export function scopeOf(req: Request): Scope | null {
-  return (req as Request & { scope?: Scope | null }).scope ?? null;
+  if (!req.user || req.scope === undefined) throw new UnauthorizedError();
+  return req.scope;
 }
+
+/** Who may read message content. */
+const CONTENT = CONTENT_ROLES;
+const searchAudit = { action: 'search', details: (q: z.infer<typeof searchInput>) => ({ q: q.q, sort: q.sort, order: q.order, size: q.size, ...(q.cursor ? { page: 'next' } : {}) }) };
 
 /** Bytes of the stored message read to show its header block in the message view. */
 const HEADER_VIEW_BYTES = 256 * 1024;
 
 export function searchRouter(s: Services, registry: RouteRegistry): Router {
   const r = Router();
-  const runSearch = async (input: z.infer<typeof searchInput>, req: Request) =>
-    s.search.search({ q: input.q, size: input.size, sort: input.sort, order: input.order, cursor: input.cursor, facets: input.facets, scope: scopeOf(req) });
+  const runSearch = async (input: z.infer<typeof searchInput>, req: Request, res: Response) => {
+    const result = await s.search.search({ q: input.q, size: input.size, sort: input.sort, order: input.order, cursor: input.cursor, facets: input.facets, scope: scopeOf(req) });
+    res.locals.auditDetails = { total: result.total };
+    return result;
+  };
 
   registry.add(
     r,
-    { method: 'get', path: '/api/search', tag: 'search', summary: 'Search archived messages', query: searchInput, responses: { 200: '`{total, hits, facets, nextCursor}`', 400: 'Query syntax error (with position) or bad parameter' } },
+    { method: 'get', path: '/api/search', tag: 'search', summary: 'Search archived messages', query: searchInput, responses: { 200: '`{total, hits, facets, nextCursor}`', 400: 'Query syntax error (with position) or bad parameter' }, access: CONTENT, audit: { action: searchAudit.action, details: ({ query }) => searchAudit.details(query) } },
     async ({ query }, req, res) => {
-      res.json(await runSearch(query, req));
+      res.json(await runSearch(query, req, res));
     },
   );
   registry.add(
     r,
-    { method: 'post', path: '/api/search', tag: 'search', summary: 'Search archived messages (JSON body)', body: searchInput, responses: { 200: '`{total, hits, facets, nextCursor}`', 400: 'Query syntax error (with position) or bad parameter' } },
+    { method: 'post', path: '/api/search', tag: 'search', summary: 'Search archived messages (JSON body)', body: searchInput, responses: { 200: '`{total, hits, facets, nextCursor}`', 400: 'Query syntax error (with position) or bad parameter' }, access: CONTENT, audit: { action: searchAudit.action, details: ({ body }) => searchAudit.details(body) } },
     async ({ body }, req, res) => {
-      res.json(await runSearch(body, req));
+      res.json(await runSearch(body, req, res));
     },
   );
 
   registry.add(
     r,
-    { method: 'get', path: '/api/messages/:id', tag: 'messages', summary: 'One message: headers, envelopes, body text, attachments', params: idParam, responses: { 200: 'The message', 404: 'No such message in your scope' } },
+    { method: 'get', path: '/api/messages/:id', tag: 'messages', summary: 'One message: headers, envelopes, body text, attachments', params: idParam, responses: { 200: 'The message', 404: 'No such message in your scope' }, access: CONTENT, audit: { action: 'message.view', target: ({ params }) => params.id } },
     async ({ params }, req, res) => {
       const doc = await s.search.getMessage(params.id, scopeOf(req));
       const [envelopes, headers] = await Promise.all([s.store.getEnvelopes(doc.id), readHeaders(s, doc.id)]);
@@ -77,6 +91,8 @@ export function searchRouter(s: Services, registry: RouteRegistry): Router {
       summary: 'The original bytes, verified against the SHA-256 while they are sent',
       params: idParam,
       responses: { 200: { description: 'The archived original', contentType: 'message/rfc822' }, 404: 'No such message in your scope', 500: 'Integrity failure: the transfer is aborted and an alert is logged' },
+      access: CONTENT,
+      audit: { action: 'message.download_raw', target: ({ params }) => params.id },
     },
     async ({ params }, req, res) => {
       const doc = await s.search.getMessage(params.id, scopeOf(req));
@@ -103,6 +119,8 @@ export function searchRouter(s: Services, registry: RouteRegistry): Router {
       summary: 'One attachment, decoded (n is its 0-based position in the message view)',
       params: attachmentParam,
       responses: { 200: { description: 'The attachment bytes', contentType: 'application/octet-stream' }, 404: 'No such message or attachment' },
+      access: CONTENT,
+      audit: { action: 'message.download_attachment', target: ({ params }) => params.id, details: ({ params }) => ({ attachment: params.n }) },
     },
     async ({ params }, req, res) => {
       const doc = await s.search.getMessage(params.id, scopeOf(req));
@@ -119,7 +137,7 @@ export function searchRouter(s: Services, registry: RouteRegistry): Router {
 
   registry.add(
     r,
-    { method: 'get', path: '/api/messages/:id/thread', tag: 'messages', summary: 'The messages of this message’s thread inside your scope, oldest first', params: idParam, responses: { 200: '`{threadId, messages}`', 404: 'No such message in your scope' } },
+    { method: 'get', path: '/api/messages/:id/thread', tag: 'messages', summary: 'The messages of this message’s thread inside your scope, oldest first', params: idParam, responses: { 200: '`{threadId, messages}`', 404: 'No such message in your scope' }, access: CONTENT, audit: { action: 'message.thread', target: ({ params }) => params.id } },
     async ({ params }, req, res) => {
       const scope = scopeOf(req);
       const doc = await s.search.getMessage(params.id, scope);

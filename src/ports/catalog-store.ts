@@ -17,10 +17,36 @@ export interface CatalogRecord<T> {
   data: T;
 }
 
+/** A value a filter or a sort can compare: top-level scalar fields of `data`. */
+export type CatalogScalar = string | number | boolean;
+
+/**
+ * Names of collections: lower-case letters, digits and `_`, starting with a
+ * letter, at most 64 characters (they become OpenSearch index names).
+ */
+export const COLLECTION_NAME = /^[a-z][a-z0-9_]{0,63}$/;
+
+/** Names of fields that filters and sorts may use (top-level fields of `data`). */
+export const FIELD_NAME = /^[A-Za-z_][A-Za-z0-9_]{0,63}$/;
+
 export interface ListOptions {
-  /** Equality filters on top-level fields of `data` (string, number or boolean values). */
-  where?: Record<string, string | number | boolean>;
-  /** Top-level field of `data` to sort by; ties are broken by id. Default: id. */
+  /**
+   * Equality filters on top-level fields of `data` (string, number or boolean
+   * values). Strict: `1` does not match `true` or `"1"`. A record without the
+   * field never matches.
+   */
+  where?: Record<string, CatalogScalar>;
+  /**
+   * Inclusive range filters on top-level fields of `data`. Strings compare by
+   * their UTF-8 bytes (so ISO-8601 UTC times compare as times), numbers as
+   * numbers; a bound of the other type never matches.
+   */
+  range?: Record<string, { gte?: string | number; lte?: string | number }>;
+  /**
+   * Top-level field of `data` to sort by; ties are broken by id in the same
+   * direction. Records without the field come last in either direction.
+   * Strings sort by their UTF-8 bytes. Default: id.
+   */
   orderBy?: string;
   order?: 'asc' | 'desc';
   /** At most this many (default 100, max 10,000). */
@@ -37,7 +63,7 @@ export interface ListPage<T> {
 export interface CatalogStore {
   readonly driver: string;
 
-  /** Creates collections/tables/indices as needed. Idempotent. */
+  /** Creates collections/tables/indices as needed. Idempotent. Collection names match {@link COLLECTION_NAME}. */
   init(): Promise<void>;
 
   /** One record, or undefined. */
@@ -58,8 +84,15 @@ export interface CatalogStore {
   /** Deletes a record if its current version is `expectedVersion`. */
   delete(collection: string, id: string, expectedVersion: number): Promise<void>;
 
-  /** Records of a collection, filtered and paged. */
+  /** Records of a collection, filtered and paged. Sees every write that resolved before it was called. */
   list<T>(collection: string, opts?: ListOptions): Promise<ListPage<T>>;
+
+  /**
+   * Every record of a collection in id order (UTF-8 bytes), streamed page by
+   * page: never the whole collection in memory. For walks over a collection
+   * that grows without bound (verifying the audit trail).
+   */
+  scan<T>(collection: string): AsyncIterable<CatalogRecord<T>>;
 
   close(): Promise<void>;
 }

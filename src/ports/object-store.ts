@@ -11,6 +11,13 @@ import type { Envelope, Sha256 } from '../domain/types.js';
  * ownership of the file: after `putMessage` resolves or rejects, the caller
  * must not use the path again (the store deletes or links it).
  */
+/** Seal names: letters, digits, `.`, `_` and `-`, starting with a letter or digit, at most 200 characters. */
+export const SEAL_NAME = /^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$/;
+
+export function assertSealName(name: string): void {
+  if (!SEAL_NAME.test(name)) throw new Error(`bad seal name ${JSON.stringify(name).slice(0, 80)}`);
+}
+
 export interface SpoolFile {
   path: string;
   sha256: Sha256;
@@ -68,6 +75,21 @@ export interface ObjectStore {
 
   /** Every stored envelope, in no particular order. */
   listEnvelopes(): AsyncIterable<Envelope>;
+
+  /**
+   * Durably writes a small named record once (a seal of the audit trail:
+   * its chain head at a moment, so that a later rewrite of the trail cannot
+   * go unnoticed). Write-once like messages: when the name exists it is
+   * left untouched and `created` is false. Names match {@link SEAL_NAME}.
+   * Throws StorageUnavailableError when the write cannot be made durable.
+   */
+  putSeal(name: string, bytes: Buffer): Promise<PutResult>;
+
+  /** The bytes of a seal, or undefined when there is none of that name. */
+  getSeal(name: string): Promise<Buffer | undefined>;
+
+  /** Names of every seal, in name order. */
+  listSeals(): AsyncIterable<string>;
 
   /** Whether the store can currently write. */
   health(): Promise<StoreHealth>;

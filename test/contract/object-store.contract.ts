@@ -272,6 +272,24 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       expect(await hashStream(await store.getMessage(spool.sha256))).toEqual({ sha256: spool.sha256, bytes: 70 * MiB });
     }, 180_000);
 
+    it('seals: written once, read back, listed in name order; a second write of a name changes nothing', async () => {
+      const a = Buffer.from(JSON.stringify({ seq: 1, hash: 'a'.repeat(64) }));
+      const b = Buffer.from(JSON.stringify({ seq: 2, hash: 'b'.repeat(64) }));
+      expect(await store.getSeal('audit-000000000001.json')).toBeUndefined();
+      expect(await store.putSeal('audit-000000000002.json', b)).toEqual({ created: true });
+      expect(await store.putSeal('audit-000000000001.json', a)).toEqual({ created: true });
+      expect(await store.putSeal('audit-000000000001.json', Buffer.from('rewritten'))).toEqual({ created: false });
+      expect((await store.getSeal('audit-000000000001.json'))!.equals(a)).toBe(true);
+      expect((await store.getSeal('audit-000000000002.json'))!.equals(b)).toBe(true);
+      const names: string[] = [];
+      for await (const n of store.listSeals()) names.push(n);
+      expect(names).toEqual(['audit-000000000001.json', 'audit-000000000002.json']);
+      // Seals are not messages.
+      for await (const m of store.listMessages()) expect(m.sha256).not.toContain('audit');
+      await expect(store.putSeal('../escape', a)).rejects.toThrow(/bad seal name/);
+      await expect(store.getSeal('a/b')).rejects.toThrow(/bad seal name/);
+    });
+
     it('health is ok', async () => {
       const h = await store.health();
       expect(h.ok).toBe(true);

@@ -4,6 +4,7 @@
  * Layout under `<dataDir>/store/`:
  *   objects/ab/cd/<sha256>                 raw message bytes, mode 0444
  *   envelopes/ab/cd/<sha256>.<id>.json     one immutable record per delivery
+ *   seals/<name>                           audit-trail seals, mode 0444, written once
  * and `<dataDir>/spool/` for files being written (never taken for a message).
  *
  * A write is: temp file → fsync → link(2) to the final name → fsync the
@@ -17,7 +18,7 @@ import type { Readable } from 'node:stream';
 import { spoolFileName, isOwnerAlive } from './spool-names.js';
 import type { Envelope, Sha256 } from '../../domain/types.js';
 import { NotFoundError, StorageUnavailableError } from '../../errors.js';
-import type { ObjectStore, PutResult, SpoolFile, StoreHealth, StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 import { DirSyncer, fsyncDir } from './dir-syncer.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { assertSha256 } from '../../integrity/sha256.js';
@@ -26,6 +27,7 @@ export class FsObjectStore implements ObjectStore {
   readonly driver = 'fs';
   private readonly objectsDir: string;
   private readonly envelopesDir: string;
+  private readonly sealsDir: string;
   private readonly spoolDir: string;
   private readonly dirs = new DirSyncer();
   /** Shard directories known to exist, so the hot path skips mkdir. */
@@ -34,6 +36,7 @@ export class FsObjectStore implements ObjectStore {
   constructor(private readonly root: string, spoolDir: string) {
     this.objectsDir = path.join(root, 'objects');
     this.envelopesDir = path.join(root, 'envelopes');
+    this.sealsDir = path.join(root, 'seals');
     this.spoolDir = spoolDir;
   }
 
@@ -41,6 +44,7 @@ export class FsObjectStore implements ObjectStore {
   async init(): Promise<void> {
     await mkdir(this.objectsDir, { recursive: true });
     await mkdir(this.envelopesDir, { recursive: true });
+    await mkdir(this.sealsDir, { recursive: true });
     await mkdir(this.spoolDir, { recursive: true });
   }
 
@@ -95,6 +99,41 @@ export class FsObjectStore implements ObjectStore {
       await unlink(tmp).catch(() => undefined);
       throw new StorageUnavailableError(`could not store envelope ${envelope.id}: ${(err as Error).message}`, { cause: err });
     }
+  }
+
+  async putSeal(name: string, bytes: Buffer): Promise<PutResult> {
+    assertSealName(name);
+    const tmp = path.join(this.spoolDir, spoolFileName('seal'));
+    try {
+      const fh = await open(tmp, 'wx', 0o444);
+      try {
+        await fh.writeFile(bytes);
+      } finally {
+        await fh.close();
+      }
+      return { created: await this.commitFile(tmp, this.sealsDir, path.join(this.sealsDir, name)) };
+    } catch (err) {
+      await unlink(tmp).catch(() => undefined);
+      throw new StorageUnavailableError(`could not store seal ${name}: ${(err as Error).message}`, { cause: err });
+    }
+  }
+
+  async getSeal(name: string): Promise<Buffer | undefined> {
+    assertSealName(name);
+    try {
+      return await readFile(path.join(this.sealsDir, name));
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+      throw err;
+    }
+  }
+
+  async *listSeals(): AsyncIterable<string> {
+    const names = await readdir(this.sealsDir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    for (const n of names.sort()) if (SEAL_NAME.test(n)) yield n;
   }
 
   /**

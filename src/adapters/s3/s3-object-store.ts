@@ -4,6 +4,7 @@
  * Layout under `s3://<bucket>/<prefix>`:
  *   messages/<sha256>                      raw message bytes
  *   envelopes/<sha256>/<envelopeId>.json   one immutable record per delivery
+ *   seals/<name>                           audit-trail seals, written once
  *
  * Every object is written with the configured lock mode and a retain-until
  * date `defaultRetentionDays` ahead; the bucket must have versioning and
@@ -49,7 +50,7 @@ import type { Envelope, Sha256 } from '../../domain/types.js';
 import { ConfigError, NotFoundError, StorageUnavailableError } from '../../errors.js';
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
-import type { ObjectStore, PutResult, SpoolFile, StoreHealth, StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 export type S3Sse = 'none' | 'AES256' | 'aws:kms';
@@ -446,6 +447,52 @@ export class S3ObjectStore implements ObjectStore {
       if (!created) throw new Error(`envelope ${envelope.id} already exists`);
     } catch (err) {
       throw new StorageUnavailableError(`could not store envelope ${envelope.id}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  sealKey(name: string): string {
+    assertSealName(name);
+    return `${this.prefix}seals/${name}`;
+  }
+
+  async putSeal(name: string, bytes: Buffer): Promise<PutResult> {
+    const key = this.sealKey(name);
+    try {
+      if (await this.exists(key)) return { created: false };
+      const created = await this.conditionalPut(`seal ${name}`, {
+        Bucket: this.bucket,
+        Key: key,
+        Body: bytes,
+        ContentLength: bytes.length,
+        ContentType: 'application/json',
+        ChecksumAlgorithm: 'SHA256',
+        ChecksumSHA256: createHash('sha256').update(bytes).digest('base64'),
+      }, this.defaultRetainUntil());
+      return { created };
+    } catch (err) {
+      throw new StorageUnavailableError(`could not store seal ${name} in ${this.where}: ${describe(err)}`, { cause: err });
+    }
+  }
+
+  async getSeal(name: string): Promise<Buffer | undefined> {
+    const key = this.sealKey(name);
+    try {
+      const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (!res.Body) throw new Error('empty body');
+      return Buffer.from(await res.Body.transformToByteArray());
+    } catch (err) {
+      if (isNotFound(err)) return undefined;
+      throw unavailable(`could not read seal ${name} from ${this.where}`, err);
+    }
+  }
+
+  async *listSeals(): AsyncIterable<string> {
+    const base = `${this.prefix}seals/`;
+    for await (const page of this.listPages(base)) {
+      for (const o of page) {
+        const name = o.key.slice(base.length);
+        if (SEAL_NAME.test(name)) yield name;
+      }
     }
   }
 

@@ -1,0 +1,278 @@
+/**
+ * Runs the MessageIndex contract against every adapter, then what only the
+ * SQLite adapter has: several processes (here: connections) on one file, the
+ * schema version, and the SQL it generates.
+ *
+ * SQLite needs nothing but a temporary directory.
+ */
+import { mkdtemp, rm } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import Database from 'better-sqlite3';
+import { pino, type Logger } from 'pino';
+import { afterEach, beforeEach, describe, expect, it } from 'vitest';
+import type { QueryNode } from '../search/query-ast.js';
+import { parseQuery } from '../search/query-parser.js';
+import { SCHEMA_VERSION, SqliteMessageIndex } from '../search/sqlite/sqlite-message-index.js';
+import { ftsExpression, ftsString, prefixUpperBound, reverseDomain, SqliteQueryCompiler } from '../search/sqlite/sqlite-query-compiler.js';
+import type { Config } from '../src/config/config.js';
+import { ServiceUnavailableError } from '../src/errors.js';
+import { messageIndexContract, type IndexFixture } from './contract/message-index.contract.js';
+import { DOC, INDEX_DOCS, KEY_OF } from './fixtures/index-docs.js';
+
+const silent = pino({ level: 'silent' });
+
+// ---------------------------------------------------------------- SQLite
+
+messageIndexContract('sqlite', async (): Promise<IndexFixture> => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'archive-index-contract-'));
+  const index = new SqliteMessageIndex(path.join(dir, 'catalog', 'catalog.sqlite'), silent);
+  await index.init();
+  return {
+    index,
+    cleanup: async () => {
+      await index.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+// ---------------------------------------------------------------- SQLite only
+
+/** A logger that keeps its records. */
+function recordingLogger(): { log: Logger; records: { level: number; msg: string; [k: string]: unknown }[] } {
+  const records: { level: number; msg: string }[] = [];
+  const log = pino({ level: 'debug' }, { write: (line: string) => void records.push(JSON.parse(line) as { level: number; msg: string }) });
+  return { log, records };
+}
+
+const keysOf = (hits: { id: string }[]): string[] => hits.map((h) => KEY_OF.get(h.id) ?? h.id);
+const all: QueryNode = { type: 'all' };
+
+describe('SqliteMessageIndex', () => {
+  let dir: string;
+  let file: string;
+  const open: SqliteMessageIndex[] = [];
+
+  async function openIndex(log: Logger = silent): Promise<SqliteMessageIndex> {
+    const index = new SqliteMessageIndex(file, log);
+    await index.init();
+    open.push(index);
+    return index;
+  }
+
+  beforeEach(async () => {
+    dir = await mkdtemp(path.join(os.tmpdir(), 'archive-sqlite-index-'));
+    file = path.join(dir, 'catalog', 'catalog.sqlite');
+  });
+  afterEach(async () => {
+    for (const i of open.splice(0)) await i.close();
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('fromConfig puts the catalog under <dataDir>/catalog/catalog.sqlite', async () => {
+    const index = SqliteMessageIndex.fromConfig({ dataDir: dir } as Config, silent);
+    await index.init();
+    open.push(index);
+    const db = new Database(path.join(dir, 'catalog', 'catalog.sqlite'), { readonly: true });
+    expect(db.pragma('journal_mode', { simple: true })).toBe('wal');
+    db.close();
+    expect(index.driver).toBe('sqlite');
+  });
+
+  it('logs the schema it creates, and nothing to change on the next start', async () => {
+    const first = recordingLogger();
+    const a = await openIndex(first.log);
+    await a.close();
+    const created = first.records.find((r) => r.msg === 'index schema created');
+    expect(created).toMatchObject({ schemaVersion: SCHEMA_VERSION });
+    expect(created?.created).toEqual(expect.arrayContaining(['messages', 'text_fts', 'people', 'people_fts', 'docs']));
+    const second = recordingLogger();
+    await openIndex(second.log);
+    expect(second.records.map((r) => r.msg)).toEqual(['index schema up to date']);
+  });
+
+  it('drops an index of an older schema version and says a reindex is needed', async () => {
+    const a = await openIndex();
+    await a.upsert([DOC.budget1]);
+    await a.close();
+    const db = new Database(file);
+    db.prepare("UPDATE meta SET value = '0' WHERE key = 'schema_version'").run();
+    db.close();
+    const { log, records } = recordingLogger();
+    const b = await openIndex(log);
+    expect(await b.count()).toBe(0);
+    const warn = records.find((r) => r.level === 40);
+    expect(warn?.msg).toMatch(/reindex/);
+    expect(warn).toMatchObject({ from: 0, to: SCHEMA_VERSION });
+  });
+
+  it('refuses an index written by a newer schema version', async () => {
+    const a = await openIndex();
+    await a.close();
+    const db = new Database(file);
+    db.prepare("UPDATE meta SET value = ? WHERE key = 'schema_version'").run(String(SCHEMA_VERSION + 1));
+    db.close();
+    const b = new SqliteMessageIndex(file, silent);
+    await expect(b.init()).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await b.close();
+  });
+
+  it('a rebuild committed by one process is live in another without a restart', async () => {
+    const server = await openIndex();
+    const cli = await openIndex();
+    await server.upsert([DOC.budget1, DOC.budget2]);
+    // Warm the server's prepared statements on the old tables.
+    expect(keysOf((await server.search({ query: parseQuery('budget'), sort: 'date', order: 'desc', size: 10, facets: true })).hits)).toEqual(['budget2', 'budget1']);
+
+    const rebuild = await cli.beginRebuild();
+    await rebuild.upsert([DOC.budget3, DOC.leap, DOC.mar1]);
+    // The server keeps serving the live generation while the CLI builds.
+    expect(keysOf((await server.search({ query: parseQuery('budget'), sort: 'date', order: 'desc', size: 10 })).hits)).toEqual(['budget2', 'budget1']);
+    expect(await server.count()).toBe(2);
+
+    await rebuild.commit();
+    const page = await server.search({ query: parseQuery('budget OR leap'), sort: 'date', order: 'desc', size: 10, facets: true });
+    expect(keysOf(page.hits)).toEqual(['mar1', 'leap', 'budget3']);
+    expect(page.facets?.years).toEqual([
+      { value: '2024', count: 2 },
+      { value: '2023', count: 1 },
+    ]);
+    expect(await server.count()).toBe(3);
+    expect(await server.get(DOC.budget1.id)).toBeUndefined();
+    expect(await server.thread('budget1@example.com')).toEqual([DOC.budget3]);
+    // And the server can write to the new generation.
+    await server.upsert([DOC.budget2]);
+    expect(keysOf((await cli.search({ query: parseQuery('budget'), sort: 'date', order: 'desc', size: 10 })).hits)).toEqual(['budget3', 'budget2']);
+  });
+
+  it('writes by other processes during a rebuild reach the rebuilt index too', async () => {
+    const worker = await openIndex();
+    const cli = await openIndex();
+    await worker.upsert([DOC.budget1, DOC.budget2]);
+    const rebuild = await cli.beginRebuild();
+    await rebuild.upsert([DOC.budget1, DOC.budget2]);
+    // New mail arrives and an old message is disposed of while the rebuild runs.
+    await worker.upsert([DOC.leap]);
+    await worker.delete([DOC.budget1.id]);
+    expect(await worker.count()).toBe(2);
+    await rebuild.commit();
+    expect(await worker.existing([DOC.budget1.id, DOC.budget2.id, DOC.leap.id])).toEqual(new Set([DOC.budget2.id, DOC.leap.id]));
+    expect(keysOf((await worker.search({ query: all, sort: 'date', order: 'desc', size: 10 })).hits)).toEqual(['leap', 'budget2']);
+  });
+
+  it('a second rebuild supersedes an unfinished one, whose commit then fails', async () => {
+    const a = await openIndex();
+    const b = await openIndex();
+    await a.upsert([DOC.budget1]);
+    const first = await a.beginRebuild();
+    await first.upsert([DOC.leap]);
+    const second = await b.beginRebuild();
+    await second.upsert([DOC.mar1]);
+    await expect(first.commit()).rejects.toBeInstanceOf(ServiceUnavailableError);
+    await expect(first.upsert([DOC.leap])).rejects.toThrow();
+    expect(await a.count()).toBe(1);
+    await second.commit();
+    expect(keysOf((await a.search({ query: all, sort: 'date', order: 'desc', size: 10 })).hits)).toEqual(['mar1']);
+  });
+
+  it('a rebuild abandoned by a crashed process is replaced by the next one; leftovers of a crashed commit are dropped at start', async () => {
+    const a = await openIndex();
+    await a.upsert([DOC.budget1]);
+    await a.beginRebuild(); // never finished
+    await a.close();
+    const db = new Database(file);
+    db.exec('CREATE TABLE messages_old (mid INTEGER PRIMARY KEY)');
+    db.close();
+    const { log, records } = recordingLogger();
+    const b = await openIndex(log);
+    expect(records.some((r) => r.msg === 'index schema repaired' && Array.isArray(r.dropped) && r.dropped.includes('messages_old'))).toBe(true);
+    expect(records.some((r) => /rebuild is in progress or was abandoned/.test(r.msg))).toBe(true);
+    const rebuild = await b.beginRebuild();
+    await rebuild.upsert([DOC.leap]);
+    await rebuild.commit();
+    expect(await b.count()).toBe(1);
+  });
+
+  it('keeps the catalog consistent after many replaces and deletes (no orphan rows)', async () => {
+    const index = await openIndex();
+    await index.upsert([...INDEX_DOCS]);
+    await index.upsert([...INDEX_DOCS]);
+    await index.delete(INDEX_DOCS.filter((_, i) => i % 2 === 0).map((d) => d.id));
+    await index.close();
+    const db = new Database(file, { readonly: true });
+    const n = (sql: string): number => (db.prepare(sql).get() as { n: number }).n;
+    const kept = INDEX_DOCS.filter((_, i) => i % 2 === 1);
+    expect(n('SELECT count(*) AS n FROM messages')).toBe(kept.length);
+    expect(n('SELECT count(*) AS n FROM docs')).toBe(kept.length);
+    expect(n('SELECT count(*) AS n FROM people WHERE (pid >> 20) NOT IN (SELECT mid FROM messages)')).toBe(0);
+    expect(n("SELECT count(*) AS n FROM text_fts WHERE text_fts MATCH '\"budget\"'")).toBe(kept.filter((d) => /budget/i.test(d.subject)).length);
+    db.close();
+  });
+
+  it('closes cleanly and refuses calls after close', async () => {
+    const index = await openIndex();
+    await index.close();
+    await index.close();
+    await expect(index.count()).rejects.toBeInstanceOf(ServiceUnavailableError);
+    expect((await index.health()).ok).toBe(false);
+  });
+});
+
+describe('SqliteQueryCompiler', () => {
+  const compiler = new SqliteQueryCompiler({ messages: 'messages', docs: 'docs', people: 'people', textFts: 'text_fts', peopleFts: 'people_fts' });
+
+  it('quotes every FTS5 token and doubles quotes', () => {
+    expect(ftsString('a"b')).toBe('"a""b"');
+    expect(ftsExpression({ type: 'term', field: 'any', value: 'budget', prefix: false })).toBe('"budget"');
+    expect(ftsExpression({ type: 'term', field: 'any', value: 'contr', prefix: true })).toBe('"contr" *');
+    expect(ftsExpression({ type: 'term', field: 'any', value: '契約', prefix: false })).toBe('"契 約"');
+    expect(ftsExpression({ type: 'term', field: 'any', value: '契約', prefix: true })).toBe('"契 約" *');
+    expect(ftsExpression({ type: 'phrase', field: 'any', terms: ['a', 'b', 'c'], slop: 0 })).toBe('"a b c"');
+    expect(ftsExpression({ type: 'phrase', field: 'any', terms: ['a', '新契約'], slop: 3 })).toBe('NEAR("a" "新 契 約", 3)');
+    expect(ftsExpression({ type: 'term', field: 'any', value: '"*:^()', prefix: false })).toBeUndefined();
+  });
+
+  it('never puts a value into the SQL text', () => {
+    const values = ["x'); DROP TABLE messages;--@y", 'NEAR', 'CAF"1*', 'evil.example.com'];
+    const q: QueryNode = {
+      type: 'or',
+      children: [
+        { type: 'address', field: 'from', value: values[0], prefix: false },
+        { type: 'not', child: { type: 'term', field: 'from', value: 'near', prefix: true } },
+        { type: 'messageId', value: values[2] },
+        { type: 'domain', field: 'cc', value: values[3] },
+      ],
+    };
+    const c = compiler.compile(q);
+    for (const v of values) expect(c.where.sql.toLowerCase()).not.toContain(v.toLowerCase());
+    expect(c.where.params).toEqual(expect.arrayContaining([values[0].toLowerCase(), values[2], '"near" *', 'com.example.evil.']));
+    const scope = compiler.scope({ addresses: ["a'b@x.com"], domains: ['x.org'] });
+    expect(scope?.sql).not.toContain("a'b");
+    expect(scope?.params).toEqual(['["a\'b@x.com"]', 'org.x.', 'org.x/']);
+  });
+
+  it('puts the text words of an AND into one MATCH, negations as FTS5 NOT', () => {
+    const c = compiler.compile(parseQuery('budget approval -draft subject:q2 from:alice@example.com'));
+    expect(c.match).toBe('(("budget") AND ("approval") AND ({subject_t} : ("q2"))) NOT (("draft"))');
+    expect(c.where.params).toEqual(['alice@example.com', 1]);
+  });
+
+  it('a lone negation, an OR of text and fields, and `all`', () => {
+    expect(compiler.compile(parseQuery('-budget')).match).toBeUndefined();
+    expect(compiler.compile(parseQuery('-budget')).where.sql).toContain('NOT IN');
+    expect(compiler.compile(parseQuery('a OR b')).match).toBe('("a") OR ("b")');
+    const mixed = compiler.compile(parseQuery('a OR has:attachment'));
+    expect(mixed.match).toBeUndefined();
+    expect(mixed.where.sql).toContain(' OR ');
+    expect(compiler.compile({ type: 'all' })).toEqual({ match: undefined, where: { sql: '1', params: [] }, matchesAll: true });
+  });
+
+  it('domains and prefixes become index ranges', () => {
+    expect(reverseDomain('mail.example.com')).toBe('com.example.mail.');
+    expect(prefixUpperBound('alice@exa')).toBe('alice@exb');
+    expect(prefixUpperBound('a\u{10FFFF}')).toBe('b');
+    expect(compiler.scope({ addresses: [], domains: [] })).toEqual({ sql: '0', params: [] });
+    expect(compiler.scope(null)).toBeUndefined();
+  });
+});
