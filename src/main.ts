@@ -22,6 +22,13 @@ export async function startArchive(config: Config, log: Logger): Promise<Running
   // the work with any `archive worker` processes. With the in-process queue
   // and workers off, messages are indexed by the next start's reconciliation.
   if (config.ARCHIVE_SERVE_WORKERS) services.startWorkers();
+  // Seal the audit trail's chain head into the write-once store periodically (and at close).
+  services.audit.startSealing(config.ARCHIVE_AUDIT_SEAL_MINUTES * 60_000);
+  // Expired sessions, abandoned sign-on attempts and old sign-in throttles go hourly (a scan of each).
+  const sweeper = setInterval(() => {
+    services.auth.sweepExpired().catch((err: unknown) => log.warn({ err }, 'could not sweep expired sessions; trying again in an hour'));
+  }, 3_600_000);
+  sweeper.unref();
   const app = createHttpApp(services);
   const http: Server = await new Promise((resolve, reject) => {
     const srv = app.listen(config.ARCHIVE_HTTP_PORT, config.ARCHIVE_HTTP_HOST, (err?: Error) => (err ? reject(err) : resolve(srv)));
@@ -58,12 +65,15 @@ export async function startArchive(config: Config, log: Logger): Promise<Running
   void reconcileIndex(services.store, services.index, services.queue, log.child({ component: 'reconcile' })).catch((err) =>
     log.error({ err }, 'index reconciliation failed; it runs again at the next start'),
   );
+  // Exports a crash interrupted resume from their checkpoints (the in-process queue forgot their jobs).
+  void services.exports.resumeUnfinished().catch((err) => log.error({ err }, 'could not resume unfinished exports; `archive export resume <id>` does it by hand'));
 
   return {
     services,
     httpPort,
     smtpPort,
     async close() {
+      clearInterval(sweeper);
       await smtp.close();
       await new Promise<void>((resolve) => {
         http.close(() => resolve());

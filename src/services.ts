@@ -18,6 +18,7 @@ import { IndexMessageJob } from '../ingest/index-message.job.js';
 import { ParsePool } from '../ingest/parse-pool.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
+import { createExports, type ExportService, type ExportJob } from './export/index.js';
 
 export interface Services {
   config: Config;
@@ -37,7 +38,10 @@ export interface Services {
   auth: AuthService;
   /** Single sign-on, when ARCHIVE_OIDC_ISSUER is set. */
   oidc?: OidcSignIn;
-  /** Starts consuming index jobs in this process (serve with the inline queue, `archive worker`, import). */
+  /** E-discovery exports: start, progress, cancel, download (src/export). */
+  exports: ExportService;
+  exportJob: ExportJob;
+  /** Starts consuming index and export jobs in this process (serve with the inline queue, `archive worker`, import). */
   startWorkers(): void;
   close(): Promise<void>;
 }
@@ -85,6 +89,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   const pipeline = new IngestPipeline({ store, queue, log: log.child({ component: 'ingest' }), spoolDir, maxBytes: config.ARCHIVE_SMTP_MAX_SIZE });
   const parsePool = new ParsePool(log.child({ component: 'parse-pool' }), config.ARCHIVE_PARSE_THREADS);
   const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool);
+  const { service: exports, job: exportJob } = createExports({ config, log, store, index, queue, catalog, audit });
   let workers = false;
   return {
     config,
@@ -100,12 +105,16 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     audit,
     auth,
     oidc,
+    exports,
+    exportJob,
     startWorkers() {
       if (workers) return;
       workers = true;
       indexJob.register(queue, config.ARCHIVE_INDEX_CONCURRENCY);
+      exportJob.register(queue, config.ARCHIVE_EXPORT_CONCURRENCY);
     },
     async close() {
+      exportJob.stop();
       await queue.close();
       await indexJob.flush();
       await parsePool.close();

@@ -5,16 +5,19 @@
  *
  * SQLite needs nothing but a temporary directory.
  */
+import { randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import Database from 'better-sqlite3';
+import { Client } from '@opensearch-project/opensearch';
 import { pino, type Logger } from 'pino';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { QueryNode } from '../search/query-ast.js';
 import { parseQuery } from '../search/query-parser.js';
 import { SCHEMA_VERSION, SqliteMessageIndex } from '../search/sqlite/sqlite-message-index.js';
-import { ftsExpression, ftsString, prefixUpperBound, reverseDomain, SqliteQueryCompiler } from '../search/sqlite/sqlite-query-compiler.js';
+import { OpenSearchMessageIndex } from '../search/opensearch/opensearch-message-index.js';
+import { exactToken, ftsExpression, ftsString, personKey, reverseDomain, SqliteQueryCompiler } from '../search/sqlite/sqlite-query-compiler.js';
 import type { Config } from '../src/config/config.js';
 import { ServiceUnavailableError } from '../src/errors.js';
 import { messageIndexContract, type IndexFixture } from './contract/message-index.contract.js';
@@ -36,6 +39,61 @@ messageIndexContract('sqlite', async (): Promise<IndexFixture> => {
     },
   };
 });
+
+// The same, with every plan threshold set to force the other plan: scope by posting-list intersection
+// instead of per message, and pages read along the date index instead of sorting the match set.
+messageIndexContract('sqlite (alternative plans)', async (): Promise<IndexFixture> => {
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'archive-index-contract-'));
+  const index = new SqliteMessageIndex(path.join(dir, 'catalog', 'catalog.sqlite'), silent, { scopePerMessageMax: 0, denseMinHits: 0, denseRatio: 1e9 });
+  await index.init();
+  return {
+    index,
+    cleanup: async () => {
+      await index.close();
+      await rm(dir, { recursive: true, force: true });
+    },
+  };
+});
+
+// ---------------------------------------------------------------- OpenSearch
+
+// A real node at ARCHIVE_TEST_OPENSEARCH_URL (`bash infra/opensearch.sh start`). Each fixture gets its
+// own index prefix; its indices and template are deleted afterwards. Unset: skipped loudly, or a
+// failure under CI=true.
+const OS_URL = process.env.ARCHIVE_TEST_OPENSEARCH_URL;
+if (OS_URL) {
+  const run = `contract-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+  let n = 0;
+  messageIndexContract('opensearch', async (): Promise<IndexFixture> => {
+    const prefix = `${run}-${n++}`;
+    const index = new OpenSearchMessageIndex({ client: new Client({ node: OS_URL }), indexPrefix: prefix, log: silent });
+    await index.init();
+    return {
+      index,
+      cleanup: async () => {
+        await index.close();
+        const admin = new Client({ node: OS_URL });
+        await admin.indices.delete({ index: `${prefix}-*`, expand_wildcards: 'all' }).catch(() => undefined);
+        await admin.indices.deleteIndexTemplate({ name: `${prefix}-messages` }).catch(() => undefined);
+        await admin.close();
+      },
+    };
+  });
+} else if (process.env.CI === 'true') {
+  describe('MessageIndex contract: opensearch', () => {
+    it('needs OpenSearch (CI=true: nothing may skip)', () => {
+      throw new Error('ARCHIVE_TEST_OPENSEARCH_URL is not set; start OpenSearch with `bash infra/opensearch.sh start` and export ARCHIVE_TEST_OPENSEARCH_URL=http://127.0.0.1:9200');
+    });
+  });
+} else {
+  console.warn(
+    `\n${'!'.repeat(100)}\n!! SKIPPED: the MessageIndex contract on OpenSearch did NOT run: ARCHIVE_TEST_OPENSEARCH_URL is unset.\n` +
+      `!! Start it with \`bash infra/opensearch.sh start\` and export ARCHIVE_TEST_OPENSEARCH_URL=http://127.0.0.1:9200\n${'!'.repeat(100)}\n`,
+  );
+  describe.skip('MessageIndex contract: opensearch (ARCHIVE_TEST_OPENSEARCH_URL unset)', () => {
+    it('skipped', () => undefined);
+  });
+}
 
 // ---------------------------------------------------------------- SQLite only
 
@@ -205,8 +263,19 @@ describe('SqliteMessageIndex', () => {
     const kept = INDEX_DOCS.filter((_, i) => i % 2 === 1);
     expect(n('SELECT count(*) AS n FROM messages')).toBe(kept.length);
     expect(n('SELECT count(*) AS n FROM docs')).toBe(kept.length);
-    expect(n('SELECT count(*) AS n FROM people WHERE (pid >> 20) NOT IN (SELECT mid FROM messages)')).toBe(0);
+    expect(n('SELECT count(*) AS n FROM people WHERE (pid >> 24) NOT IN (SELECT mid FROM messages)')).toBe(0);
     expect(n("SELECT count(*) AS n FROM text_fts WHERE text_fts MATCH '\"budget\"'")).toBe(kept.filter((d) => /budget/i.test(d.subject)).length);
+    // The facet dictionary holds exactly the values the kept documents use: those of deleted mail are gone.
+    const domainOf = (a: string): string => (a.includes('@') ? a.slice(a.lastIndexOf('@') + 1) : '');
+    const expected = new Set<string>();
+    for (const d of kept) {
+      for (const p of d.from) if (p.address) expected.add(`1:${p.address}`);
+      for (const p of [...d.to, ...d.cc, ...d.bcc, ...d.envelopeRecipients]) if (domainOf(p.address)) expected.add(`2:${domainOf(p.address)}`);
+      expected.add(`3:${new Date(d.date).getUTCFullYear()}`);
+    }
+    const values = db.prepare('SELECT kind, value FROM facet_values').all() as { kind: number; value: string }[];
+    expect(new Set(values.map((v) => `${v.kind}:${v.value}`))).toEqual(expected);
+    expect(values).toHaveLength(expected.size);
     db.close();
   });
 
@@ -220,7 +289,7 @@ describe('SqliteMessageIndex', () => {
 });
 
 describe('SqliteQueryCompiler', () => {
-  const compiler = new SqliteQueryCompiler({ messages: 'messages', docs: 'docs', people: 'people', textFts: 'text_fts', peopleFts: 'people_fts' });
+  const compiler = new SqliteQueryCompiler({ messages: 'messages', docs: 'docs', people: 'people', textFts: 'text_fts', peopleFts: 'people_fts', facetValues: 'facet_values' });
 
   it('quotes every FTS5 token and doubles quotes', () => {
     expect(ftsString('a"b')).toBe('"a""b"');
@@ -246,16 +315,22 @@ describe('SqliteQueryCompiler', () => {
     };
     const c = compiler.compile(q);
     for (const v of values) expect(c.where.sql.toLowerCase()).not.toContain(v.toLowerCase());
-    expect(c.where.params).toEqual(expect.arrayContaining([values[0].toLowerCase(), values[2], '"near" *', 'com.example.evil.']));
+    expect(c.where.params).toEqual(
+      expect.arrayContaining([`{addr} : "${exactToken(values[0].toLowerCase())}"`, values[2], '{words} : ("near" *)', `{dom} : "${exactToken('com.example.evil.')}" *`]),
+    );
     const scope = compiler.scope({ addresses: ["a'b@x.com"], domains: ['x.org'] });
     expect(scope?.sql).not.toContain("a'b");
     expect(scope?.params).toEqual(['["a\'b@x.com"]', 'org.x.', 'org.x/']);
+    expect(compiler.scopeSet({ addresses: ["a'b@x.com"], domains: ['x.org', 'com'] }).params).toEqual([
+      `{addr} : "${exactToken("a'b@x.com")}" OR {dom} : "${exactToken('org.x.')}" * OR {dom} : "${exactToken('com.')}"`,
+    ]);
   });
 
   it('puts the text words of an AND into one MATCH, negations as FTS5 NOT', () => {
     const c = compiler.compile(parseQuery('budget approval -draft subject:q2 from:alice@example.com'));
     expect(c.match).toBe('(("budget") AND ("approval") AND ({subject_t} : ("q2"))) NOT (("draft"))');
-    expect(c.where.params).toEqual(['alice@example.com', 1]);
+    expect(c.where.params).toEqual([`{addr} : "${exactToken('alice@example.com')}"`]);
+    expect(c.where.sql).toContain('& 1) != 0');
   });
 
   it('a lone negation, an OR of text and fields, and `all`', () => {
@@ -268,10 +343,15 @@ describe('SqliteQueryCompiler', () => {
     expect(compiler.compile({ type: 'all' })).toEqual({ match: undefined, where: { sql: '1', params: [] }, matchesAll: true });
   });
 
-  it('domains and prefixes become index ranges', () => {
+  it('addresses and reversed domains are single tokens; person keys carry the message and the roles', () => {
     expect(reverseDomain('mail.example.com')).toBe('com.example.mail.');
-    expect(prefixUpperBound('alice@exa')).toBe('alice@exb');
-    expect(prefixUpperBound('a\u{10FFFF}')).toBe('b');
+    expect(exactToken('a.b-c@x.com')).toBe('a\ue02eb\ue02dc\ue040x\ue02ecom');
+    expect(exactToken('müller@x.de')).toBe('müller\ue040x\ue02ede');
+    expect(exactToken('"a b"@x')).not.toMatch(/[ "]/);
+    const key = personKey(123_456, 5, 7);
+    expect(Math.floor(key / 2 ** 24)).toBe(123_456);
+    expect(Math.floor(key / 2 ** 16) % 256).toBe(5);
+    expect(key % 2 ** 16).toBe(7);
     expect(compiler.scope({ addresses: [], domains: [] })).toEqual({ sql: '0', params: [] });
     expect(compiler.scope(null)).toBeUndefined();
   });

@@ -8,6 +8,7 @@ import { sendRaw } from './helpers/smtp-client.js';
 import { startInProcess } from './helpers/archive-process.js';
 import { INDEX_JOB } from '../ingest/index.js';
 import type { RunningArchive } from '../src/main.js';
+import { makeUser, type TestUser } from './helpers/auth.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -80,11 +81,12 @@ const F: Fixture[] = [
 describe('search API', () => {
   let archive: RunningArchive & { dataDir: string };
   let base: string;
+  let officer: TestUser;
   const ids: Record<string, string> = {};
 
   // eslint-disable-next-line @typescript-eslint/no-explicit-any
   const get = async (path: string): Promise<{ status: number; body: any }> => {
-    const r = await fetch(`${base}${path}`);
+    const r = await officer.fetch(path);
     return { status: r.status, body: r.headers.get('content-type')?.includes('json') ? await r.json() : await r.arrayBuffer() };
   };
   const search = async (q: string, extra = '') => (await get(`/api/search?q=${encodeURIComponent(q)}${extra}`)).body;
@@ -93,6 +95,7 @@ describe('search API', () => {
   beforeAll(async () => {
     archive = await startInProcess();
     base = `http://127.0.0.1:${archive.httpPort}`;
+    officer = await makeUser(archive.services, base, { roles: ['officer'] });
     let n = 0;
     for (const f of F) {
       const payload = f.journal ? report(f.raw, f.journal, n++) : f.raw;
@@ -165,7 +168,7 @@ describe('search API', () => {
       { value: 'bob@corp.example', count: 1 },
       { value: 'news@newsletter.example', count: 1 },
     ]);
-    const post = (await (await fetch(`${base}/api/search`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ q: 'budget' }) })).json()) as { hits: { id: string }[] };
+    const post = (await (await officer.fetch('/api/search', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ q: 'budget' }) })).json()) as { hits: { id: string }[] };
     expect(post.hits.map((h: { id: string }) => h.id)).toEqual(body.hits.map((h: { id: string }) => h.id));
   });
 
@@ -194,7 +197,7 @@ describe('search API', () => {
   });
 
   it('serves the original bytes, verified', async () => {
-    const r = await fetch(`${base}/api/messages/${ids.cjk}/raw`);
+    const r = await officer.fetch(`/api/messages/${ids.cjk}/raw`);
     expect(r.status).toBe(200);
     expect(r.headers.get('content-type')).toBe('message/rfc822');
     const bytes = Buffer.from(await r.arrayBuffer());

@@ -93,8 +93,8 @@ export interface OpenSearchMessageDoc {
   threadId: string;
   /** Epoch ms (UTC). */
   date: number;
-  /** UTC year of `date`, 4 digits. */
-  year: string;
+  /** UTC year of `date` (a number, so the facet's tie-break orders years as numbers, as SQLite does). */
+  year: number;
   size: number;
   hasAttachments: boolean;
   /** Epoch ms when this document was written; lets a rebuild catch up with writes made while it ran. */
@@ -168,7 +168,8 @@ export const MAPPING_PROPERTIES: Record<string, Record<string, unknown>> = {
   messageId: keyword,
   threadId: keyword,
   date: { type: 'long' },
-  year: keyword,
+  // A number, not a keyword: the facet breaks count ties by value, and must order 999 < 10000 as SQLite does.
+  year: { type: 'integer' },
   size: { type: 'long' },
   hasAttachments: { type: 'boolean' },
   indexedAt: { type: 'long' },
@@ -293,15 +294,20 @@ export function domainsWithParents(address: string): string[] {
   return out;
 }
 
-/** The domain part of an address (after the last `@`), lower-cased, without a trailing dot; undefined when none. */
+/** The domain part of an address (after the last `@`), lower-cased, without trailing dots; undefined when none. */
 export function exactDomain(address: string): string | undefined {
   const at = address.lastIndexOf('@');
   if (at < 0) return undefined;
   const d = address
     .slice(at + 1)
     .toLowerCase()
-    .replace(/\.$/, '');
+    .replace(/\.+$/, '');
   return d === '' ? undefined : d;
+}
+
+/** An address as the index keeps it: trimmed and lower-cased (`''` when there is none). */
+export function normaliseAddress(address: string | undefined): string {
+  return (address ?? '').trim().toLowerCase();
 }
 
 /** A person as the word fields see them: display name and address. */
@@ -324,23 +330,22 @@ function uniq(values: Iterable<string>): string[] {
 }
 
 function addressesOf(people: Person[]): string[] {
-  return uniq(people.map((p) => p.address.toLowerCase()).filter((a) => a !== '')).map((a) => cut(a));
+  return uniq(people.map((p) => p.address).filter((a) => a !== '')).map((a) => cut(a));
 }
 
 function domainsOf(addresses: string[]): string[] {
   return uniq(addresses.flatMap(domainsWithParents)).map((d) => cut(d));
 }
 
-/** UTC year of an epoch-ms date as a 4-digit string. */
-export function utcYear(date: number): string {
-  const y = new Date(date).getUTCFullYear();
+/** A UTC year as the facet shows it: 4 digits at least (`0999`, `2024`, `-0044`). */
+export function yearString(y: number): string {
   return y < 0 ? `-${String(-y).padStart(4, '0')}` : String(y).padStart(4, '0');
 }
 
 /** The people of each address field, per search/MATCHING.md. */
 export function peopleByField(m: IndexedMessage): Record<AddressField, Person[]> {
-  const env = (kind: string): Person[] => m.envelopeRecipients.filter((r) => r.kind === kind).map((r) => ({ address: r.address }));
-  const asPeople = (ps: Participant[]): Person[] => ps.map((p) => ({ name: p.name, address: p.address }));
+  const env = (kind: string): Person[] => m.envelopeRecipients.filter((r) => r.kind === kind).map((r) => ({ address: normaliseAddress(r.address) }));
+  const asPeople = (ps: Participant[]): Person[] => ps.map((p) => ({ name: p.name, address: normaliseAddress(p.address) }));
   const participant: Person[] = [
     ...asPeople(m.from),
     ...asPeople(m.sender),
@@ -350,11 +355,11 @@ export function peopleByField(m: IndexedMessage): Record<AddressField, Person[]>
     ...asPeople(m.replyTo),
   ];
   for (const r of m.envelopeRecipients) {
-    participant.push({ address: r.address });
-    if (r.expandedFrom) participant.push({ address: r.expandedFrom });
-    if (r.forwardedFrom) participant.push({ address: r.forwardedFrom });
+    participant.push({ address: normaliseAddress(r.address) });
+    if (r.expandedFrom) participant.push({ address: normaliseAddress(r.expandedFrom) });
+    if (r.forwardedFrom) participant.push({ address: normaliseAddress(r.forwardedFrom) });
   }
-  for (const s of m.envelopeSenders) participant.push({ address: s });
+  for (const s of m.envelopeSenders) participant.push({ address: normaliseAddress(s) });
   return {
     from: asPeople(m.from),
     to: [...asPeople(m.to), ...env('to')],
@@ -374,14 +379,15 @@ export function toIndexDocument(m: IndexedMessage, indexedAt: number): OpenSearc
     bcc: addressesOf(people.bcc),
     participant: addressesOf(people.participant),
   };
-  const facetAddresses = [...m.to, ...m.cc, ...m.bcc, ...m.envelopeRecipients].map((p) => p.address.toLowerCase());
+  const facetAddresses = [...m.to, ...m.cc, ...m.bcc, ...m.envelopeRecipients].map((p) => normaliseAddress(p.address));
   const filenames = m.attachments.map((x) => x.filename ?? '').filter((f) => f !== '');
   const doc: OpenSearchMessageDoc = {
     id: m.id,
     threadId: cut(m.threadId),
-    date: m.date,
-    year: utcYear(m.date),
-    size: m.size,
+    // Whole milliseconds and bytes, as SQLite's INTEGER columns keep them (sort and search-after agree).
+    date: Math.trunc(m.date),
+    year: new Date(m.date).getUTCFullYear(),
+    size: Number.isFinite(m.size) ? Math.trunc(m.size) : 0,
     hasAttachments: m.hasAttachments,
     indexedAt,
     subject_t: analysedForIndex(m.subject),

@@ -5,12 +5,16 @@
  *   `<p>-messages`                     alias every read and write goes through
  *   `<p>-messages-v<N>-<timestamp>`    the concrete index behind it (N = MAPPING_VERSION)
  *   index template `<p>-messages`      settings + mappings for `<p>-messages-v*`
+ *   `<p>-messages-next`                alias of the index a rebuild is building, if any
+ *   `<p>-messages-build-v<N>-<ts>`     that rebuild's own write alias
+ *   `<p>-messages-deletions`           recent deletions (id, time), for a rebuild's commit
  *
  * `init()` creates the template and, when the alias is missing, a concrete
  * index behind it; an existing index of an older mapping version gets the
  * added fields with put_mapping. `beginRebuild()` builds a new concrete index
  * beside the live one and `commit()` swaps the alias in one `_aliases` call,
- * so every app node switches at once, then drops the old index.
+ * so every app node switches at once, then drops the old index. Mail indexed
+ * or deleted by other nodes while the rebuild runs is carried over at commit.
  *
  * Matching semantics: search/MATCHING.md, compiled in
  * opensearch-query-compiler.ts over the fields of opensearch-mappings.ts.
@@ -28,7 +32,7 @@ import type { Config } from '../../src/config/config.js';
 import type { IndexedMessage } from '../../src/domain/indexed-message.js';
 import { AppError, ConfigError, ServiceUnavailableError, ValidationError } from '../../src/errors.js';
 import type { Facets, FacetBucket, IndexHealth, IndexRebuild, MessageIndex, Scope, SearchPage, SearchRequest } from '../../src/ports/message-index.js';
-import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, MAX_TOKEN_CHARS, diffMappings, indexBody, toIndexDocument } from './opensearch-mappings.js';
+import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, cut, diffMappings, indexBody, toIndexDocument, yearString } from './opensearch-mappings.js';
 import { compileQuery, withScope, type OsQuery } from './opensearch-query-compiler.js';
 
 // ---------------------------------------------------------------- knobs
@@ -75,8 +79,28 @@ const MGET_CHUNK = 1000;
 /** Page size when a rebuild copies documents from the old index (each page is held in memory once). */
 const COPY_PAGE = 500;
 
+/** Largest page a search may ask for (the port's limit). */
+const MAX_PAGE_SIZE = 500;
+
+/** Buckets per facet (the port's top 10). */
+const FACET_SIZE = 10;
+
 /** Most messages `thread()` returns (the port's bound). */
 const THREAD_LIMIT = 1000;
+
+/**
+ * How long deletion records (see `delete()`) are kept, ms. They only matter to
+ * a rebuild running at the time of the deletion; 30 days outlasts any rebuild.
+ * Each is ~100 bytes.
+ */
+const DELETION_RECORD_TTL_MS = 30 * 86_400_000;
+
+/** The rebuild was replaced by a newer one (`beginRebuild` elsewhere); its writes and commit fail. */
+export class RebuildSupersededError extends ServiceUnavailableError {
+  constructor(index: string) {
+    super('index_rebuild_superseded', `another index rebuild replaced this one (${index})`);
+  }
+}
 
 // ---------------------------------------------------------------- errors
 
@@ -187,6 +211,9 @@ interface BulkOp {
   id: string;
   /** Serialized document, for `index`. */
   source?: string;
+  /** Only if the document is still at this version (a conflict, 409, then means "leave it": it changed since). */
+  ifSeqNo?: number;
+  ifPrimaryTerm?: number;
 }
 
 interface WriteOptions {
@@ -200,6 +227,8 @@ interface Hit {
   _id: string;
   _source?: { msg?: IndexedMessage };
   sort?: unknown[];
+  _seq_no?: number;
+  _primary_term?: number;
 }
 
 interface CursorPayload {
@@ -245,7 +274,12 @@ function decodeCursor(cursor: string, sort: 'date' | 'relevance', order: 'asc' |
 
 export class OpenSearchMessageIndex implements MessageIndex {
   readonly driver = 'opensearch';
+  /** The alias every read and write goes through: `<p>-messages`. */
   readonly alias: string;
+  /** Points at the index of the rebuild in progress, if any: `<p>-messages-next`. */
+  readonly nextAlias: string;
+  /** Records of deletions, so a rebuild does not revive what was deleted while it ran: `<p>-messages-deletions`. */
+  readonly deletionsIndex: string;
   readonly templateName: string;
   /** Pattern of this prefix's concrete message indices. */
   readonly indexPattern: string;
@@ -263,6 +297,8 @@ export class OpenSearchMessageIndex implements MessageIndex {
     this.client = opts.client;
     this.log = opts.log;
     this.alias = `${opts.indexPrefix}-messages`;
+    this.nextAlias = `${opts.indexPrefix}-messages-next`;
+    this.deletionsIndex = `${opts.indexPrefix}-messages-deletions`;
     this.templateName = `${opts.indexPrefix}-messages`;
     this.indexPattern = `${opts.indexPrefix}-messages-v*`;
     this.bulkMaxBytes = opts.bulkMaxBytes ?? DEFAULT_BULK_MAX_BYTES;
@@ -276,7 +312,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
     return new OpenSearchMessageIndex({ client, indexPrefix: config.ARCHIVE_OPENSEARCH_INDEX_PREFIX, log: log.child({ driver: 'opensearch' }) });
   }
 
-  /** The underlying client, e.g. for the catalog store (one connection pool per process). */
+  /** The underlying client (tests; one connection pool per index). */
   get openSearchClient(): Client {
     return this.client;
   }
@@ -289,10 +325,11 @@ export class OpenSearchMessageIndex implements MessageIndex {
    */
   async init(): Promise<void> {
     await this.ensureTemplate();
-    let targets = await this.aliasTargets();
+    await this.ensureDeletionsIndex();
+    let targets = await this.aliasTargets(this.alias, true);
     if (targets.length === 0) {
-      const index = await this.createIndex({ withAlias: true });
-      targets = await this.aliasTargets();
+      const index = await this.createIndex({ aliases: [this.alias] });
+      targets = await this.aliasTargets(this.alias);
       if (targets.length > 1) {
         // Another node created one at the same moment: all keep the oldest name, the others drop theirs.
         const keep = [...targets].sort()[0];
@@ -306,13 +343,18 @@ export class OpenSearchMessageIndex implements MessageIndex {
         return;
       }
     }
+    // Nodes that lost the creation race above drop their index within milliseconds: wait for that.
+    for (let i = 0; targets.length > 1 && i < 20; i++) {
+      await sleep(100);
+      targets = await this.aliasTargets(this.alias);
+    }
     if (targets.length > 1) {
-      // Only a crashed race above leaves this; writes through the alias fail until it is fixed.
+      // Only a crash in the middle of the race above leaves this; writes through the alias fail until it is fixed.
       this.log.error({ alias: this.alias, indices: targets }, 'the message alias points to several indices; writes will fail until one is removed');
       throw new ConfigError(`OpenSearch alias ${this.alias} points to several indices (${targets.join(', ')}); remove it from all but one`);
     }
     await this.updateMapping(targets[0]);
-    await this.warnAboutStrayIndices(targets[0]);
+    await this.warnAboutOtherIndices(targets[0]);
   }
 
   private async ensureTemplate(): Promise<void> {
@@ -343,24 +385,69 @@ export class OpenSearchMessageIndex implements MessageIndex {
     this.log.info({ template: this.templateName, from: existing?.version ?? null, to: MAPPING_VERSION }, existing ? 'updated index template' : 'created index template');
   }
 
-  /** Concrete indices behind the alias; [] when the alias does not exist. */
-  private async aliasTargets(): Promise<string[]> {
-    const exists = await call('check alias', () => this.client.indices.existsAlias({ name: this.alias }).then((r) => r.statusCode === 200));
+  /** The deletion records' index (see `delete()`), created once; records older than DELETION_RECORD_TTL_MS are dropped. */
+  private async ensureDeletionsIndex(): Promise<void> {
+    const index = this.deletionsIndex;
+    const exists = await call('check index', () => this.client.indices.exists({ index }).then((r) => r.statusCode === 200));
     if (!exists) {
-      const indexExists = await call('check index', () => this.client.indices.exists({ index: this.alias }).then((r) => r.statusCode === 200));
-      if (indexExists) {
-        throw new ConfigError(
-          `OpenSearch has an index named "${this.alias}" where the archive expects an alias; delete it (it was probably auto-created) and restart, then run \`archive reindex\``,
-        );
+      try {
+        await this.client.indices.create({
+          index,
+          body: {
+            settings: { index: { number_of_shards: 1, auto_expand_replicas: '0-1' } },
+            mappings: { dynamic: 'strict', _meta: { owner: 'mail-archive' }, properties: { id: { type: 'keyword' }, deletedAt: { type: 'long' } } },
+          } as never,
+        });
+        this.log.info({ index }, 'created message deletion records index');
+      } catch (err) {
+        if (errorType(err) !== 'resource_already_exists_exception') {
+          if (isUnavailable(err)) throw unavailable('create index', err);
+          throw new Error(`OpenSearch create index ${index} failed: ${reasonOf(err)}`, { cause: err });
+        }
+      }
+      return;
+    }
+    try {
+      await this.client.deleteByQuery({
+        index,
+        conflicts: 'proceed',
+        body: { query: { range: { deletedAt: { lt: this.now() - DELETION_RECORD_TTL_MS } } } } as never,
+      });
+    } catch (err) {
+      // Housekeeping only: a cluster without the reindex module (delete_by_query) keeps them.
+      this.log.warn({ index, err: reasonOf(err) }, 'could not drop old message deletion records');
+    }
+  }
+
+  /**
+   * Concrete indices behind an alias; [] when the alias does not exist. With
+   * `checkNotIndex`, refuses an index squatting on the alias's name (one that
+   * a write without `require_alias` auto-created).
+   */
+  private async aliasTargets(alias: string, checkNotIndex = false): Promise<string[]> {
+    const exists = await call('check alias', () => this.client.indices.existsAlias({ name: alias }).then((r) => r.statusCode === 200));
+    if (!exists) {
+      if (checkNotIndex) {
+        const indexExists = await call('check index', () => this.client.indices.exists({ index: alias }).then((r) => r.statusCode === 200));
+        if (indexExists) {
+          throw new ConfigError(
+            `OpenSearch has an index named "${alias}" where the archive expects an alias; delete it (it was probably auto-created) and restart, then run \`archive reindex\``,
+          );
+        }
       }
       return [];
     }
-    const r = await call('get alias', () => this.client.indices.getAlias({ name: this.alias }));
+    const r = await call('get alias', () =>
+      this.client.indices.getAlias({ name: alias }).catch((err: unknown) => {
+        if (statusOf(err) === 404) return { body: {} };
+        throw err;
+      }),
+    );
     return Object.keys(r.body as Record<string, unknown>).sort();
   }
 
-  /** Creates `<p>-messages-v<N>-<timestamp>`, optionally behind the alias. Returns its name. */
-  private async createIndex(opts: { withAlias: boolean; bulkLoad?: boolean }): Promise<string> {
+  /** Creates `<p>-messages-v<N>-<timestamp>` with the given aliases. Returns its name. */
+  private async createIndex(opts: { aliases: string[] | ((name: string) => string[]); bulkLoad?: boolean }): Promise<string> {
     const body = indexBody();
     if (opts.bulkLoad) {
       // A rebuild writes many documents and nobody searches the index until commit: no periodic refresh
@@ -369,10 +456,11 @@ export class OpenSearchMessageIndex implements MessageIndex {
     }
     for (let attempt = 0; ; attempt++) {
       const name = `${this.alias}-v${MAPPING_VERSION}-${stamp(this.now() + attempt)}`;
+      const aliases = typeof opts.aliases === 'function' ? opts.aliases(name) : opts.aliases;
       try {
         await this.client.indices.create({
           index: name,
-          body: { ...body, ...(opts.withAlias ? { aliases: { [this.alias]: {} } } : {}) } as never,
+          body: { ...body, aliases: Object.fromEntries(aliases.map((a) => [a, {}])) } as never,
         });
         return name;
       } catch (err) {
@@ -416,13 +504,16 @@ export class OpenSearchMessageIndex implements MessageIndex {
     );
   }
 
-  /** Concrete indices of this prefix not behind the alias: a rebuild in progress elsewhere, or a crashed one. */
-  private async warnAboutStrayIndices(live: string): Promise<void> {
+  /** Says which other message indices of this prefix exist: a rebuild in progress, or one left by a crash. */
+  private async warnAboutOtherIndices(live: string): Promise<void> {
     const r = await call('list indices', () => this.client.indices.get({ index: this.indexPattern, expand_wildcards: 'open' }));
-    const stray = Object.keys(r.body as Record<string, unknown>).filter((n) => n !== live);
-    if (stray.length) {
-      this.log.warn({ indices: stray, live }, 'message indices not behind the alias: a rebuild in progress, or left by a crashed one (delete them when no `archive reindex` runs)');
-    }
+    const others = Object.keys(r.body as Record<string, unknown>).filter((n) => n !== live);
+    if (others.length === 0) return;
+    const next = await this.aliasTargets(this.nextAlias);
+    const building = others.filter((n) => next.includes(n));
+    const stray = others.filter((n) => !next.includes(n));
+    if (building.length) this.log.warn({ indices: building, live }, 'an index rebuild is in progress or was abandoned; the next `archive reindex` replaces it');
+    if (stray.length) this.log.warn({ indices: stray, live }, 'message indices left by a crashed rebuild or init; delete them');
   }
 
   // ------------------------------------------------------------ writes
@@ -439,12 +530,24 @@ export class OpenSearchMessageIndex implements MessageIndex {
     await this.writeDocs(this.alias, docs, { refresh: true, requireAlias: true });
   }
 
-  /** Removes documents by id (absent ones ignored); visible on return, like upsert. */
+  /**
+   * Removes documents by id (absent ones ignored); visible on return, like
+   * upsert. First records each deletion (id, time) in the deletions index, so
+   * that a rebuild running meanwhile, which may have read the message from the
+   * store before it was disposed of, drops it again at commit.
+   */
   async delete(ids: string[]): Promise<void> {
-    if (ids.length === 0) return;
+    const unique = [...new Set(ids)];
+    if (unique.length === 0) return;
+    const at = this.now();
+    await this.bulkWrite(
+      this.deletionsIndex,
+      unique.map((id) => ({ action: 'index' as const, id, source: JSON.stringify({ id, deletedAt: at }) })),
+      { refresh: false, requireAlias: false },
+    );
     await this.bulkWrite(
       this.alias,
-      [...new Set(ids)].map((id) => ({ action: 'delete' as const, id })),
+      unique.map((id) => ({ action: 'delete' as const, id })),
       { refresh: true, requireAlias: true },
     );
   }
@@ -453,7 +556,11 @@ export class OpenSearchMessageIndex implements MessageIndex {
     if (docs.length === 0) return;
     // Last one wins when a batch holds an id twice, as a sequence of upserts would.
     const byId = new Map<string, IndexedMessage>();
-    for (const d of docs) byId.set(d.id, d);
+    for (const d of docs) {
+      if (typeof d.id !== 'string' || d.id === '') throw new ValidationError('indexed message without an id');
+      if (!Number.isFinite(d.date)) throw new ValidationError(`indexed message ${d.id} has no valid date`, { id: d.id });
+      byId.set(d.id, d);
+    }
     const at = this.now();
     const ops: BulkOp[] = [];
     for (const d of byId.values()) ops.push({ action: 'index', id: d.id, source: JSON.stringify(toIndexDocument(d, at)) });
@@ -492,7 +599,9 @@ export class OpenSearchMessageIndex implements MessageIndex {
     for (let attempt = 1; ; attempt++) {
       let lines = '';
       for (const op of pending) {
-        lines += `${JSON.stringify({ [op.action]: { _id: op.id } })}\n`;
+        const meta: Record<string, unknown> = { _id: op.id };
+        if (op.ifSeqNo !== undefined) Object.assign(meta, { if_seq_no: op.ifSeqNo, if_primary_term: op.ifPrimaryTerm });
+        lines += `${JSON.stringify({ [op.action]: meta })}\n`;
         if (op.action === 'index') lines += `${op.source}\n`;
       }
       let items: Record<string, { status: number; error?: { type?: string; reason?: string } }>[];
@@ -517,7 +626,9 @@ export class OpenSearchMessageIndex implements MessageIndex {
       items.forEach((item, i) => {
         const res = Object.values(item)[0];
         const op = pending[i];
-        if (res.status < 300 || (op.action === 'delete' && res.status === 404)) return;
+        if (res.status < 300) return;
+        if (op.action === 'delete' && res.status === 404) return; // absent: nothing to delete
+        if (op.ifSeqNo !== undefined && res.status === 409) return; // changed since it was read: leave it
         if (res.status === 429) retry.push(op);
         else failed.push({ id: op.id, status: res.status, type: res.error?.type, reason: res.error?.reason });
       });
@@ -551,7 +662,11 @@ export class OpenSearchMessageIndex implements MessageIndex {
   }
 
   async search(req: SearchRequest): Promise<SearchPage> {
-    if (!Number.isInteger(req.size) || req.size < 1 || req.size > 500) throw new ValidationError('size must be an integer from 1 to 500');
+    if (!Number.isInteger(req.size) || req.size < 1 || req.size > MAX_PAGE_SIZE) {
+      throw new ValidationError(`page size must be 1 to ${MAX_PAGE_SIZE}`, { size: req.size });
+    }
+    if (req.sort !== 'date' && req.sort !== 'relevance') throw new ValidationError(`unknown sort '${String(req.sort)}'`);
+    if (req.order !== 'asc' && req.order !== 'desc') throw new ValidationError(`unknown order '${String(req.order)}'`);
     const sort =
       req.sort === 'relevance'
         ? [{ _score: { order: 'desc' } }, { id: { order: 'asc' } }]
@@ -564,16 +679,17 @@ export class OpenSearchMessageIndex implements MessageIndex {
       track_total_hits: true,
       _source: ['msg'],
     };
-    if (req.cursor) body.search_after = decodeCursor(req.cursor, req.sort, req.order);
+    if (req.cursor !== undefined) body.search_after = decodeCursor(req.cursor, req.sort, req.order);
     if (req.facets) {
-      // Single shard (see INDEX_SETTINGS): terms counts are exact. Ties broken by value, as SQLite does.
-      const terms = (field: string) => ({ terms: { field, size: 10, order: [{ _count: 'desc' }, { _key: 'asc' }] } });
+      // Single shard (see INDEX_SETTINGS): terms counts are exact. Ties broken by value, as SQLite does
+      // (keywords by UTF-8 bytes like SQLite's BINARY collation, years as numbers).
+      const terms = (field: string) => ({ terms: { field, size: FACET_SIZE, order: [{ _count: 'desc' }, { _key: 'asc' }] } });
       body.aggs = { senders: terms('from_a'), domains: terms(FACET_DOMAIN_FIELD), years: terms('year') };
     }
     const r = await call('search', () => this.client.search({ index: this.alias, body: body as never }));
     const res = r.body as unknown as {
       hits: { total: { value: number } | number; hits: Hit[] };
-      aggregations?: Record<string, { buckets: { key: string; doc_count: number }[] }>;
+      aggregations?: Record<string, { buckets: { key: string | number; doc_count: number }[] }>;
     };
     const all = res.hits.hits;
     const page = all.slice(0, req.size);
@@ -581,22 +697,22 @@ export class OpenSearchMessageIndex implements MessageIndex {
       total: typeof res.hits.total === 'number' ? res.hits.total : res.hits.total.value,
       hits: page.map((h) => this.msgOf(h)),
     };
+    if (req.facets) {
+      const buckets = (name: string, key: (k: string | number) => string = String): FacetBucket[] =>
+        (res.aggregations?.[name]?.buckets ?? []).map((b) => ({ value: key(b.key), count: b.doc_count }));
+      const facets: Facets = { senders: buckets('senders'), domains: buckets('domains'), years: buckets('years', (k) => yearString(Number(k))) };
+      out.facets = facets;
+    }
     if (all.length > req.size) {
       const last = page[page.length - 1];
       out.nextCursor = encodeCursor({ v: 1, s: req.sort, o: req.order, a: last.sort ?? [] });
-    }
-    if (req.facets) {
-      const buckets = (name: string): FacetBucket[] => (res.aggregations?.[name]?.buckets ?? []).map((b) => ({ value: String(b.key), count: b.doc_count }));
-      const facets: Facets = { senders: buckets('senders'), domains: buckets('domains'), years: buckets('years') };
-      out.facets = facets;
     }
     return out;
   }
 
   async thread(threadId: string, scope?: Scope | null): Promise<IndexedMessage[]> {
-    const value = threadId.length > MAX_TOKEN_CHARS ? threadId.slice(0, MAX_TOKEN_CHARS) : threadId;
     const hits = await this.searchHits({
-      query: withScope({ term: { threadId: { value } } }, scope),
+      query: withScope({ term: { threadId: { value: cut(threadId) } } }, scope),
       size: THREAD_LIMIT,
       sort: [{ date: { order: 'asc' } }, { id: { order: 'asc' } }],
     });
@@ -604,12 +720,16 @@ export class OpenSearchMessageIndex implements MessageIndex {
   }
 
   async existing(ids: string[]): Promise<Set<string>> {
+    return this.existingIn(this.alias, ids);
+  }
+
+  /** Which of `ids` an index holds; real-time (`mget` sees writes not yet refreshed). */
+  private async existingIn(index: string, ids: string[]): Promise<Set<string>> {
     const found = new Set<string>();
     const unique = [...new Set(ids)];
     for (let i = 0; i < unique.length; i += MGET_CHUNK) {
       const chunk = unique.slice(i, i + MGET_CHUNK);
-      // mget is real-time: it sees documents written but not yet refreshed.
-      const r = await call('mget', () => this.client.mget({ index: this.alias, _source: false, body: { ids: chunk } }));
+      const r = await call('mget', () => this.client.mget({ index, _source: false, body: { ids: chunk } }));
       for (const d of (r.body as { docs: { _id: string; found?: boolean }[] }).docs) if (d.found) found.add(d._id);
     }
     return found;
@@ -651,87 +771,173 @@ export class OpenSearchMessageIndex implements MessageIndex {
   // ------------------------------------------------------------ rebuild
 
   /**
-   * Creates a fresh concrete index beside the live one. The caller upserts
-   * every message into it, then commits (or aborts). Searches and writes go
-   * to the live index through the alias until commit.
+   * Creates a fresh concrete index beside the live one, and points the
+   * `-next` alias at it (replacing an unfinished rebuild, whose index is
+   * dropped: its writes and its commit then fail). The caller upserts every
+   * message into it, then commits (or aborts). Searches and writes go to the
+   * live index through the alias until commit.
    */
   async beginRebuild(): Promise<IndexRebuild> {
     const startedAt = this.now();
-    const index = await this.createIndex({ withAlias: false, bulkLoad: true });
-    this.log.info({ index, alias: this.alias }, 'rebuild: created new message index');
+    // Its own alias: rebuild writes go through it with require_alias, so once the index is dropped
+    // (superseded, aborted) they fail instead of auto-creating an index of that name.
+    const buildAlias = (name: string) => `${this.alias}-build-${name.slice(this.alias.length + 1)}`;
+    const index = await this.createIndex({ aliases: (name) => [buildAlias(name)], bulkLoad: true });
+    const writeAlias = buildAlias(index);
+    const previous = (await this.aliasTargets(this.nextAlias)).filter((n) => n !== index);
+    // One atomic step: `-next` leaves whatever it pointed at and points at this index alone.
+    await call('point next alias', () =>
+      this.client.indices.updateAliases({
+        body: { actions: [{ remove: { index: this.indexPattern, alias: this.nextAlias } }, { add: { index, alias: this.nextAlias } }] } as never,
+      }),
+    );
+    if (previous.length) {
+      const live = await this.aliasTargets(this.alias);
+      const drop = previous.filter((n) => !live.includes(n));
+      this.log.warn({ replaced: drop }, 'replacing an unfinished index rebuild');
+      await this.deleteIndices(drop);
+    }
+    this.log.info({ index, alias: this.alias }, 'index rebuild started');
     let state: 'open' | 'committed' | 'aborted' = 'open';
     const assertOpen = () => {
-      if (state !== 'open') throw new Error(`rebuild of ${index} is already ${state}`);
+      if (state !== 'open') throw new ValidationError(`this index rebuild has already been ${state}`);
     };
     return {
       upsert: async (docs) => {
         assertOpen();
-        // No refresh: nothing searches this index before commit, which refreshes once.
-        await this.writeDocs(index, docs, { refresh: false, requireAlias: false });
+        try {
+          // No refresh: nothing searches this index before commit, which refreshes once.
+          await this.writeDocs(writeAlias, docs, { refresh: false, requireAlias: true });
+        } catch (err) {
+          if (err instanceof IndexWriteError && !(await this.isNext(index))) throw new RebuildSupersededError(index);
+          throw err;
+        }
       },
       commit: async () => {
         assertOpen();
-        await this.commitRebuild(index, startedAt);
+        await this.commitRebuild(index, writeAlias, startedAt);
         state = 'committed';
       },
       abort: async () => {
         if (state !== 'open') return;
         state = 'aborted';
         await this.deleteIndices([index]);
-        this.log.info({ index }, 'rebuild aborted: new message index dropped');
+        this.log.info({ index }, 'index rebuild aborted');
       },
     };
   }
 
+  private async isNext(index: string): Promise<boolean> {
+    return (await this.aliasTargets(this.nextAlias)).includes(index);
+  }
+
   /**
-   * Makes `index` the live one. Documents other nodes wrote to the old index
+   * Makes `index` the live one, in one `_aliases` call that also checks that
+   * no newer rebuild replaced it. Documents other nodes wrote to the old index
    * while the rebuild ran (new mail) are copied over before and right after
-   * the swap (by `indexedAt`), so none is lost; then the old index goes.
+   * the swap (by `indexedAt`), and deletions recorded meanwhile are applied,
+   * so none is lost or revived; then the old index goes.
    */
-  private async commitRebuild(index: string, startedAt: number): Promise<void> {
+  private async commitRebuild(index: string, writeAlias: string, startedAt: number): Promise<void> {
+    if (!(await this.isNext(index))) throw new RebuildSupersededError(index);
     await call('restore refresh interval', () => this.client.indices.putSettings({ index, body: { index: { refresh_interval: null } } as never }));
-    const old = await this.aliasTargets();
+    const old = (await this.aliasTargets(this.alias)).filter((n) => n !== index);
     const since = startedAt - REBUILD_CATCH_UP_SKEW_MS;
-    let copied = await this.copyWrittenSince(old, index, since);
-    const actions: unknown[] = old.map((o) => ({ remove: { index: o, alias: this.alias } }));
-    actions.push({ add: { index, alias: this.alias } });
-    await call('swap alias', () => this.client.indices.updateAliases({ body: { actions } as never }));
-    this.log.info({ alias: this.alias, from: old, to: index }, 'rebuild: alias swapped');
+    let copied = await this.copyWrittenSince(old, writeAlias, since);
+    const actions: unknown[] = [
+      // must_exist: fails the whole swap if another rebuild took `-next` meanwhile.
+      { remove: { index, alias: this.nextAlias, must_exist: true } },
+      { remove: { index, alias: writeAlias } },
+      ...old.map((o) => ({ remove: { index: o, alias: this.alias } })),
+      { add: { index, alias: this.alias } },
+    ];
+    try {
+      await this.client.indices.updateAliases({ body: { actions } as never });
+    } catch (err) {
+      if (errorType(err) === 'aliases_not_found_exception') throw new RebuildSupersededError(index);
+      if (isUnavailable(err)) throw unavailable('swap alias', err);
+      throw new Error(`OpenSearch swap alias failed: ${reasonOf(err)}`, { cause: err });
+    }
+    const swappedAt = this.now();
+    this.log.info({ alias: this.alias, from: old, to: index }, 'index rebuild: alias swapped');
     // Writes already on their way to the old index when the alias moved (or stamped before the first
     // pass but not yet visible to it): the same window again; copying a document twice is harmless.
-    copied += await this.copyWrittenSince(old, index, since);
+    copied += await this.copyWrittenSince(old, this.alias, since);
+    const revived = await this.applyDeletionsSince(old, index, since, swappedAt);
     await call('refresh', () => this.client.indices.refresh({ index }));
     if (old.length) await this.deleteIndices(old);
-    this.log.info({ index, dropped: old, caughtUp: copied }, 'rebuild committed');
+    this.log.info({ index, dropped: old, caughtUp: copied, deletedAgain: revived }, 'index rebuild committed');
   }
 
   /** Re-derives into `target` every document written to `sources` after `since` (ms). Returns how many. */
   private async copyWrittenSince(sources: string[], target: string, since: number): Promise<number> {
     if (sources.length === 0) return 0;
-    await call('refresh', () => this.client.indices.refresh({ index: sources.join(',') }));
-    let after: unknown[] | undefined;
     let n = 0;
-    for (;;) {
-      const r = await call('search', () =>
-        this.client.search({
-          index: sources.join(','),
-          body: {
-            query: { range: { indexedAt: { gt: since } } },
-            sort: [{ id: { order: 'asc' } }],
-            size: COPY_PAGE,
-            _source: ['msg'],
-            ...(after ? { search_after: after } : {}),
-          } as never,
-        }),
-      );
-      const hits = (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
-      if (hits.length === 0) return n;
+    await this.scan(sources, { range: { indexedAt: { gt: since } } }, ['msg'], async (hits) => {
       await this.writeDocs(
         target,
         hits.map((h) => this.msgOf(h)),
-        { refresh: false, requireAlias: false },
+        { refresh: false, requireAlias: true },
       );
       n += hits.length;
+    });
+    return n;
+  }
+
+  /**
+   * Deletions recorded after `since` of messages the old index no longer
+   * holds: removed from the new index too, unless written there after the
+   * swap (`indexedAt` ≥ `swappedAt`: indexed again since) or changed
+   * concurrently (the delete is conditional on the version read). Returns how
+   * many it removed.
+   */
+  private async applyDeletionsSince(old: string[], index: string, since: number, swappedAt: number): Promise<number> {
+    await call('refresh', () => this.client.indices.refresh({ index: this.deletionsIndex }));
+    let removed = 0;
+    await this.scan([this.deletionsIndex], { range: { deletedAt: { gt: since } } }, false, async (hits) => {
+      const ids = hits.map((h) => h._id);
+      const still = old.length ? await this.existingIn(old.join(','), ids) : new Set<string>();
+      const gone = ids.filter((id) => !still.has(id));
+      if (gone.length === 0) return;
+      const r = await call('search', () =>
+        this.client.search({
+          index,
+          body: {
+            query: { bool: { filter: [{ ids: { values: gone } }, { range: { indexedAt: { lt: swappedAt } } }] } },
+            size: gone.length,
+            _source: false,
+            seq_no_primary_term: true,
+          } as never,
+        }),
+      );
+      const victims = (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
+      if (victims.length === 0) return;
+      await this.bulkWrite(
+        index,
+        victims.map((h) => ({ action: 'delete' as const, id: h._id, ifSeqNo: h._seq_no, ifPrimaryTerm: h._primary_term })),
+        { refresh: false, requireAlias: false },
+      );
+      removed += victims.length;
+    });
+    return removed;
+  }
+
+  /** Pages through `indices` (by id, search-after) and hands each page to `fn`. */
+  private async scan(indices: string[], query: OsQuery, source: string[] | false, fn: (hits: Hit[]) => Promise<void>): Promise<void> {
+    const index = indices.join(',');
+    await call('refresh', () => this.client.indices.refresh({ index }));
+    let after: unknown[] | undefined;
+    for (;;) {
+      const r = await call('search', () =>
+        this.client.search({
+          index,
+          body: { query, sort: [{ id: { order: 'asc' } }], size: COPY_PAGE, _source: source, ...(after ? { search_after: after } : {}) } as never,
+        }),
+      );
+      const hits = (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
+      if (hits.length === 0) return;
+      await fn(hits);
+      if (hits.length < COPY_PAGE) return;
       after = hits[hits.length - 1].sort;
     }
   }

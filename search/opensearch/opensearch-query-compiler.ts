@@ -5,8 +5,16 @@
  *
  * Every word the AST holds is already folded by the parser; here it only goes
  * through `queryTokens()` (the same split into index tokens the documents got
- * from `analyzed()`), and every clause is a non-analysed `term`, `prefix` or
- * span query on those tokens, so no OpenSearch analyzer ever touches a query.
+ * from `analyzed()`), and every clause is a `term`, `prefix` or span query on
+ * those tokens, or a `match_phrase` whose query string is the tokens joined by
+ * single spaces (the fields' whitespace analyzer splits it back exactly), so
+ * no engine-side folding or stemming ever applies.
+ *
+ * Known limit: a CJK word ending in a wildcard whose last token is not CJK
+ * (`契約ab*`) becomes a `span_multi` prefix, which OpenSearch refuses when the
+ * prefix matches more than 1,024 distinct words (too_many_clauses, surfaced as
+ * a ValidationError "query too broad"); SQLite answers it. A plain `ab*` is a
+ * `prefix` query and has no such limit.
  */
 import type { AddressField, QueryNode, TextField, WordField } from '../query-ast.js';
 import { isAddressField } from '../query-ast.js';

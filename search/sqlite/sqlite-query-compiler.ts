@@ -17,8 +17,10 @@ import { queryTokens } from '../index-analysis.js';
 import type { Scope } from '../../src/ports/message-index.js';
 
 /**
- * Flags on a `people` row: which address fields the person counts for. Every
- * row counts for `participant`.
+ * Role flags of a person of a message: which address fields the person
+ * counts for. Every person counts for `participant`. They are bits of the
+ * person's key (see {@link personKey}), so FTS5 results filter by role
+ * without a table lookup.
  */
 export const PERSON = {
   /** From header. */
@@ -29,21 +31,48 @@ export const PERSON = {
   cc: 4,
   /** Bcc header, or an envelope recipient reported as Bcc. */
   bcc: 8,
-  /** The first From row of each distinct address of a message: counted by the `senders` facet. */
-  senderFacet: 16,
-  /** The first recipient row (To/Cc/Bcc header, any envelope recipient) of each distinct domain of a message: counted by the `domains` facet. */
-  domainFacet: 32,
+  /**
+   * A recipient: To/Cc/Bcc header or any envelope recipient. Their domains
+   * are the `domains` facet (see the facet dictionary in the adapter).
+   */
+  recipient: 16,
 } as const;
 
 /**
- * `people` rows of message `mid` have the primary keys `mid * PEOPLE_SPAN`
- * up to `mid * PEOPLE_SPAN + PEOPLE_SPAN - 1`, so a message's people are one
- * range of the table's own B-tree (no index on the message needed), and the
- * message of a person is `pid >> PEOPLE_SHIFT`. 2^20 people per message is
- * far above any real recipient list; keys stay below 2^53 up to 2^33 messages.
+ * A person's key (`people.pid`, the `people_fts` rowid) is
+ * `mid · 2^24 + flags · 2^16 + n`: the people of message `mid` are one range
+ * of keys (no index on the message needed), the message of a person is
+ * `pid >> 24` and its roles are `(pid >> 16) & 0xff`. Up to 65,536 people per
+ * message (far above real recipient lists); keys stay below 2^53 (exact in
+ * JavaScript) up to 2^29 messages.
  */
-export const PEOPLE_SHIFT = 20;
+export const PEOPLE_SHIFT = 24;
 export const PEOPLE_SPAN = 2 ** PEOPLE_SHIFT;
+const FLAG_SHIFT = 16;
+export const MAX_PEOPLE = 2 ** FLAG_SHIFT;
+
+/** The key of person `n` of message `mid` with role `flags`. */
+export function personKey(mid: number, flags: number, n: number): number {
+  return mid * PEOPLE_SPAN + (flags & 0xff) * MAX_PEOPLE + n;
+}
+
+/**
+ * An address or a reversed domain as ONE token of the `ascii` FTS5
+ * tokenizer, which splits on ASCII characters other than letters and digits
+ * and keeps every other character: each such ASCII character becomes a
+ * private-use character (U+E000 + its code), so `alice@example.com` is one
+ * token, unequal to any other address, and the words of display names (plain
+ * letters and digits) can never equal it.
+ */
+export function exactToken(s: string): string {
+  let out = '';
+  for (const ch of s) {
+    const c = ch.charCodeAt(0);
+    const keep = c > 0x7f || (c >= 0x30 && c <= 0x39) || (c >= 0x61 && c <= 0x7a);
+    out += keep ? ch : String.fromCharCode(0xe000 + c);
+  }
+  return out;
+}
 
 /** Names of one generation of the index tables (the live one, or one being rebuilt). */
 export interface TableNames {
@@ -52,6 +81,7 @@ export interface TableNames {
   people: string;
   textFts: string;
   peopleFts: string;
+  facetValues: string;
 }
 
 /** A SQL fragment and its positional parameters, in order. */
@@ -126,26 +156,6 @@ export function reverseDomain(domain: string): string {
 }
 
 /**
- * The smallest string greater than every string that starts with `prefix`
- * (in SQLite's BINARY order, i.e. UTF-8 bytes = code points): `prefix` with
- * its last code point incremented. Makes `col >= prefix AND col < upper` an
- * index range instead of a LIKE/GLOB whose wildcards would need escaping.
- */
-export function prefixUpperBound(prefix: string): string {
-  const cps = [...prefix];
-  while (cps.length > 0) {
-    let cp = (cps.pop() as string).codePointAt(0) as number;
-    if (cp < 0x10ffff) {
-      cp += 1;
-      if (cp >= 0xd800 && cp <= 0xdfff) cp = 0xe000; // lone surrogates are not characters
-      return cps.join('') + String.fromCodePoint(cp);
-    }
-  }
-  // Only U+10FFFF…: nothing is greater; a bound no UTF-8 string reaches.
-  return '\u{10FFFF}'.repeat(prefix.length + 1);
-}
-
-/**
  * A conjunction: an FTS5 expression on the text table (when present) AND every
  * SQL condition. No FTS and no SQL means "every message".
  */
@@ -208,24 +218,15 @@ export class SqliteQueryCompiler {
 
   /**
    * The in-scope message ids as a set-producing subquery (`SELECT mid …`), for
-   * queries that restrict nothing but the scope: then the scope's indexes
-   * drive instead of a scan of every message.
+   * queries that restrict nothing but the scope: then the scope's posting
+   * lists in people_fts produce the set instead of a scan of every message.
    */
   scopeSet(scope: Scope): SqlFragment {
     const { addresses, domains } = normaliseScope(scope);
-    const parts: string[] = [];
-    const params: unknown[] = [];
-    if (addresses.length > 0) {
-      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} AS mid FROM ${this.t.people} WHERE address IN (SELECT value FROM json_each(?))`);
-      params.push(JSON.stringify(addresses));
-    }
-    for (const d of domains) {
-      const f = domainCondition('rdomain', d);
-      parts.push(`SELECT pid >> ${PEOPLE_SHIFT} AS mid FROM ${this.t.people} WHERE ${f.sql}`);
-      params.push(...f.params);
-    }
-    if (parts.length === 0) return { sql: 'SELECT NULL AS mid WHERE 0', params: [] };
-    return { sql: parts.join(' UNION '), params };
+    const terms = [...addresses.map((a) => `{addr} : ${ftsString(exactToken(a))}`), ...domains.map((d) => `{dom} : ${domainTokenExpr(d)}`)];
+    if (terms.length === 0) return { sql: 'SELECT NULL AS mid WHERE 0', params: [] };
+    const { peopleFts } = this.t;
+    return { sql: `SELECT DISTINCT rowid >> ${PEOPLE_SHIFT} AS mid FROM ${peopleFts} WHERE ${peopleFts} MATCH ?`, params: [terms.join(' OR ')] };
   }
 
   private node(node: QueryNode): Part {
@@ -337,44 +338,44 @@ export class SqliteQueryCompiler {
       return { fts: field === 'any' ? expr : `{${COLUMN_OF[field]}} : ${paren(expr)}`, sql: [] };
     }
     // One people_fts row per person, so a phrase or NEAR never spans two people.
-    const { people, peopleFts } = this.t;
-    if (field === 'participant') {
-      return { sql: [{ sql: `m.mid IN (SELECT rowid >> ${PEOPLE_SHIFT} FROM ${peopleFts} WHERE ${peopleFts} MATCH ?)`, params: [expr] }] };
-    }
-    return {
-      sql: [
-        {
-          sql: `m.mid IN (SELECT p.pid >> ${PEOPLE_SHIFT} FROM ${peopleFts} CROSS JOIN ${people} p ON p.pid = ${peopleFts}.rowid WHERE ${peopleFts} MATCH ? AND (p.f & ?) != 0)`,
-          params: [expr, FLAG_OF[field]],
-        },
-      ],
-    };
+    return this.people(field, `{words} : ${paren(expr)}`);
   }
 
-  /** A whole address (exact, or a prefix of it) in one address field. */
+  /** A whole address (exact, or a prefix of it) in one address field: one token of the `addr` column. */
   private address(field: AddressField, value: string, prefix: boolean): Part {
-    const v = value.toLowerCase();
-    const cond: SqlFragment = prefix ? { sql: 'address >= ? AND address < ?', params: [v, prefixUpperBound(v)] } : { sql: 'address = ?', params: [v] };
-    return this.peopleWhere(field, cond);
+    const token = ftsString(exactToken(value.toLowerCase()));
+    return this.people(field, `{addr} : ${prefix ? `${token} *` : token}`);
   }
 
-  /** An address at `value` or one of its subdomains, in one address field. */
+  /** An address at `value` or one of its subdomains, in one address field: a prefix of the `dom` token. */
   private domain(field: AddressField, value: string): Part {
-    return this.peopleWhere(field, domainCondition('rdomain', value.toLowerCase().replace(/\.+$/, '')));
+    return this.people(field, `{dom} : ${domainTokenExpr(value.toLowerCase().replace(/\.+$/, ''))}`);
   }
 
-  private peopleWhere(field: AddressField, cond: SqlFragment): Part {
-    const flag = field === 'participant' ? undefined : FLAG_OF[field];
-    const sql = `m.mid IN (SELECT pid >> ${PEOPLE_SHIFT} FROM ${this.t.people} WHERE ${cond.sql}${flag === undefined ? '' : ' AND (f & ?) != 0'})`;
-    return { sql: [{ sql, params: flag === undefined ? cond.params : [...cond.params, flag] }] };
+  /** Messages with a person matching `expr` in people_fts, in the role of `field`. */
+  private people(field: AddressField, expr: string): Part {
+    const { peopleFts } = this.t;
+    const role = field === 'participant' ? '' : ` AND ((rowid >> ${FLAG_SHIFT}) & ${FLAG_OF[field]}) != 0`;
+    return { sql: [{ sql: `m.mid IN (SELECT rowid >> ${PEOPLE_SHIFT} FROM ${peopleFts} WHERE ${peopleFts} MATCH ?${role})`, params: [expr] }] };
   }
+}
+
+/**
+ * The `dom` token expression for a domain and its subdomains: the reversed
+ * domain with its trailing dot as a token prefix (`com.example.` matches
+ * `com.example.` and `com.example.mail.`, not `com.badexample.`). A one-label
+ * value (`com`, `localhost`) matches only that exact domain: parent domains
+ * count down to two labels, never to a bare TLD (MATCHING.md).
+ */
+function domainTokenExpr(domain: string): string {
+  const token = ftsString(exactToken(reverseDomain(domain)));
+  return domain.includes('.') ? `${token} *` : token;
 }
 
 /**
  * `domain` or any subdomain, on a reversed-domain column: `example.com` is the
  * range of `com.example.` and everything after it up to `com.example/`. A
- * one-label value (`com`, `localhost`) matches only that exact domain: parent
- * domains are counted down to two labels, never to a bare TLD (MATCHING.md).
+ * one-label value matches only that exact domain, as {@link domainTokenExpr}.
  */
 function domainCondition(column: string, domain: string): SqlFragment {
   const r = reverseDomain(domain);

@@ -237,10 +237,11 @@ export class AuditTrail {
         const base: Omit<AuditRecord, 'hash'> = {
           seq: ++seq,
           time: new Date(nowMs).toISOString(),
-          user: e.user ?? null,
-          clientAddress: e.clientAddress ?? null,
-          action: e.action,
-          target: e.target ?? null,
+          // Bounded: these come from requests (a path parameter that failed validation, a typed e-mail).
+          user: e.user?.slice(0, 320) ?? null,
+          clientAddress: e.clientAddress?.slice(0, 100) ?? null,
+          action: e.action.slice(0, 100),
+          target: e.target?.slice(0, 1000) ?? null,
           outcome: e.outcome,
           details: boundDetails(e.details),
           prevHash: prev,

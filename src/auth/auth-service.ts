@@ -19,6 +19,7 @@ import { isRole, type Role } from './roles.js';
 import { groupName, normalizeAddress, normalizeScope, resolveScope, type CustodianGroup, type UserScope } from './scope.js';
 import {
   GROUPS,
+  OIDC_TRANSACTIONS,
   SESSIONS,
   THROTTLE,
   TOKENS,
@@ -76,6 +77,11 @@ export interface NewUser {
 
 export function sha256Hex(s: string): string {
   return createHash('sha256').update(s).digest('hex');
+}
+
+/** The throttle record of an address tried at sign-in: the address itself when it is a plausible one, else its hash (bounded ids). */
+function throttleId(email: string): string {
+  return email.length <= 254 && /^[\x21-\x7e]+$/.test(email) ? email : `h-${sha256Hex(email)}`;
 }
 
 function nowIso(ms = Date.now()): string {
@@ -243,11 +249,12 @@ export class AuthService {
   }
 
   private async clearThrottle(email: string): Promise<void> {
+    const id = throttleId(email);
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const t = await this.catalog.get<ThrottleRecord>(THROTTLE, email);
+      const t = await this.catalog.get<ThrottleRecord>(THROTTLE, id);
       if (!t) return;
       try {
-        await this.catalog.delete(THROTTLE, email, t.version);
+        await this.catalog.delete(THROTTLE, id, t.version);
         return;
       } catch (err) {
         if (!(err instanceof CatalogConflictError) && !(err instanceof NotFoundError)) throw err;
@@ -257,7 +264,7 @@ export class AuthService {
 
   /** Whether an account is locked now, and until when (for `users list`). */
   async lockState(email: string): Promise<{ locked: boolean; until?: string; failures: number }> {
-    const t = (await this.catalog.get<ThrottleRecord>(THROTTLE, email))?.data;
+    const t = (await this.catalog.get<ThrottleRecord>(THROTTLE, throttleId(email)))?.data;
     if (!t) return { locked: false, failures: 0 };
     return t.lockedUntil > this.now() ? { locked: true, until: nowIso(t.lockedUntil), failures: t.failures } : { locked: false, failures: t.failures };
   }
@@ -418,7 +425,8 @@ export class AuthService {
    */
   private async claimAttempt(email: string, actor: Actor): Promise<number> {
     const now = this.now();
-    const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, email);
+    const id = throttleId(email);
+    const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, id);
     let t: ThrottleRecord = cur?.data ?? { failures: 0, nextAttemptAt: 0, lockedUntil: 0, lastFailureAt: 0 };
     // A lockout or an old run of failures that has expired starts afresh.
     if ((t.lockedUntil && t.lockedUntil <= now) || (!t.lockedUntil && t.lastFailureAt && now - t.lastFailureAt > this.settings.lockoutMs)) {
@@ -435,8 +443,8 @@ export class AuthService {
     // Pessimistic claim: the next attempt waits as if this one fails, until it is known not to.
     const claimed: ThrottleRecord = { ...t, nextAttemptAt: now + Math.max(this.backoffAfter(t.failures + 1), 1) };
     try {
-      if (cur) await this.catalog.update(THROTTLE, email, claimed, cur.version);
-      else await this.catalog.create(THROTTLE, email, claimed);
+      if (cur) await this.catalog.update(THROTTLE, id, claimed, cur.version);
+      else await this.catalog.create(THROTTLE, id, claimed);
     } catch (err) {
       if (!(err instanceof CatalogConflictError)) throw err;
       throw new TooManyRequestsError('Another sign-in for this account is in progress', 1);
@@ -454,11 +462,12 @@ export class AuthService {
       lockedUntil: locked ? now + this.settings.lockoutMs : 0,
       lastFailureAt: now,
     };
+    const id = throttleId(email);
     for (let attempt = 1; attempt <= MAX_ATTEMPTS; attempt++) {
-      const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, email);
+      const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, id);
       try {
-        if (cur) await this.catalog.update(THROTTLE, email, next, cur.version);
-        else await this.catalog.create(THROTTLE, email, next);
+        if (cur) await this.catalog.update(THROTTLE, id, next, cur.version);
+        else await this.catalog.create(THROTTLE, id, next);
         break;
       } catch (err) {
         if (!(err instanceof CatalogConflictError)) throw err;
@@ -507,9 +516,36 @@ export class AuthService {
   }
 
   private async releaseClaim(email: string, failures: number): Promise<void> {
-    const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, email);
+    const id = throttleId(email);
+    const cur = await this.catalog.get<ThrottleRecord>(THROTTLE, id);
     if (!cur) return;
-    await this.catalog.update(THROTTLE, email, { ...cur.data, failures, nextAttemptAt: 0 }, cur.version).catch(() => undefined);
+    await this.catalog.update(THROTTLE, id, { ...cur.data, failures, nextAttemptAt: 0 }, cur.version).catch(() => undefined);
+  }
+
+  /**
+   * Deletes what has expired: sessions past their end or idle timeout,
+   * abandoned single-sign-on attempts, and sign-in throttles whose failures
+   * are old and not locked. Safe on several nodes at once (conditional
+   * deletes). Returns how many records went.
+   */
+  async sweepExpired(): Promise<number> {
+    const now = this.now();
+    let n = 0;
+    const drop = async (collection: string, id: string, version: number) => {
+      await this.catalog.delete(collection, id, version).then(
+        () => n++,
+        () => undefined,
+      );
+    };
+    for await (const r of this.catalog.scan<SessionRecord>(SESSIONS)) {
+      if (r.data.expiresAt <= now || r.data.lastSeenAt + this.settings.sessionIdleMs <= now) await drop(SESSIONS, r.id, r.version);
+    }
+    for await (const r of this.catalog.scan<{ expiresAt: number }>(OIDC_TRANSACTIONS)) if (r.data.expiresAt <= now) await drop(OIDC_TRANSACTIONS, r.id, r.version);
+    for await (const r of this.catalog.scan<ThrottleRecord>(THROTTLE)) {
+      if (r.data.lockedUntil <= now && now - r.data.lastFailureAt > this.settings.lockoutMs && r.data.nextAttemptAt <= now) await drop(THROTTLE, r.id, r.version);
+    }
+    if (n) this.log.info({ removed: n }, 'removed expired sessions, sign-in attempts and throttles');
+    return n;
   }
 
   /** A new browser session for a signed-in user. */

@@ -105,6 +105,14 @@ export class OidcSignIn {
         this.settings.clientSecret ? client.ClientSecretBasic(this.settings.clientSecret) : client.None(),
         isLoopbackHttp(this.settings.issuer) ? { execute: [client.allowInsecureRequests] } : undefined,
       )
+      .then((cfg) => {
+        // Check the ID token's signature against the provider's keys even
+        // though it comes straight from the token endpoint (OIDC lets a client
+        // rely on TLS alone there): an altered token is refused whatever the
+        // transport, and the signed token is evidence of who signed in.
+        client.enableNonRepudiationChecks(cfg);
+        return cfg;
+      })
       .catch((err: unknown) => {
         this.configuration = undefined;
         this.log.error({ err, issuer: this.settings.issuer }, 'OpenID Connect discovery failed');

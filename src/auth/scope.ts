@@ -28,6 +28,7 @@ const address = z
   .string()
   .trim()
   .toLowerCase()
+  .max(254, 'at most 254 characters (RFC 5321)')
   .regex(/^[^\s@]+@[^\s@]+$/, 'an e-mail address');
 const domain = z
   .string()

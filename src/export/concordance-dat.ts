@@ -15,6 +15,7 @@ export const DAT_QUOTE = '\u00fe';
 export const DAT_NEWLINE = '\u00ae';
 export const DAT_BOM = '\ufeff';
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x08\x0b\x0c\x0e-\x1f\x7f]/g;
 
 /** One value, made safe for a DAT record (without its quotes). */

@@ -22,6 +22,7 @@ export interface EdrmDocument {
   files: EdrmFile[];
 }
 
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const INVALID_XML = /[^\x09\x0a\x0d\x20-\ud7ff\ue000-\ufffd\u{10000}-\u{10ffff}]/gu;
 
 /** An attribute value: escaped, with line breaks and tabs kept as character references. */

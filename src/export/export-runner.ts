@@ -20,11 +20,9 @@
  */
 import { createHash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, readFile, rename, rm, unlink, writeFile } from 'node:fs/promises';
+import { mkdir, readFile, rename, rm, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import { createInterface } from 'node:readline';
-import type { Readable } from 'node:stream';
-import { finished } from 'node:stream/promises';
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../ports/object-store.js';
 import type { MessageIndex } from '../ports/message-index.js';
@@ -32,6 +30,7 @@ import type { Participant } from '../domain/indexed-message.js';
 import { IntegrityError, NotFoundError } from '../errors.js';
 import { documentFor } from '../../ingest/index.js';
 import { AppendFile } from './append-file.js';
+import { DurableFileSink, writeDurably } from './durable-file.js';
 import { splitAttachments } from './attachment-splitter.js';
 import { csvRow, CSV_BOM } from './metadata-csv.js';
 import { datRecord, DAT_BOM } from './concordance-dat.js';
@@ -45,8 +44,12 @@ import { hashFile, MANIFEST, readJson, SIGNATURE, syncPaths, walkFiles, WORK_DIR
 import { BatesPdf, type PdfFamily } from './pdf-renderer.js';
 import { signManifest, type SigningKey } from './signing-key.js';
 
-/** Items produced ahead of the one being committed (store reads, native writes, attachment splits overlap). Cost: that many messages' temp files and body texts. */
-const PRODUCE_AHEAD = 8;
+/**
+ * Items produced ahead of the one being committed: their store reads, native
+ * writes, fsyncs and attachment splits overlap. Cost: that many items' temp
+ * files and body texts (bodies are bounded by the indexer) in flight.
+ */
+const PRODUCE_AHEAD = 32;
 /** A checkpoint also happens after this long (ms) even with fewer items, so progress and cancellation stay prompt on slow items. */
 const CHECKPOINT_MS = 5000;
 /** Characters of a text attachment read into its extracted-text file; beyond this it is produced natively only. */
@@ -179,6 +182,8 @@ export class ExportRun {
   private sinceCheckpoint = 0;
   private lastCheckpoint = Date.now();
   private phase: ExportPhase = 'listing';
+  /** Directories known to exist (one mkdir per folder, not per file). */
+  private readonly dirs = new Set<string>();
 
   constructor(
     private readonly deps: RunDeps,
@@ -292,17 +297,9 @@ export class ExportRun {
     try {
       if (this.parts.natives) {
         const tmp = this.p(`${W.tmp}/${item.n}.eml`);
-        const md5 = createHash('md5');
-        let size = 0;
-        const raw = await this.deps.store.getMessage(item.id, { verify: true });
-        const out = createWriteStream(tmp);
-        raw.on('data', (c: Buffer) => {
-          md5.update(c);
-          size += c.length;
-        });
-        await pipe(raw, out);
-        prep.native = { tmp, size, md5: md5.digest('hex') };
-        prep.md5 = prep.native.md5;
+        const w = await writeDurably(await this.deps.store.getMessage(item.id, { verify: true }), tmp);
+        prep.native = { tmp, size: w.size, md5: w.md5 };
+        prep.md5 = w.md5;
       } else if (!this.parts.mbox) {
         // No native here: still read the archived bytes once, to check them against their SHA-256 and give the MD5.
         const md5 = createHash('md5');
@@ -318,7 +315,9 @@ export class ExportRun {
       prep.children = item.attachments.map((a, i) => ({ filename: a.filename ?? `attachment-${i + 1}`, contentType: a.contentType, size: a.size, sha256: a.sha256 }));
       if (this.parts.natives && item.attachments.length) {
         try {
-          const split = await splitAttachments(await this.deps.store.getMessage(item.id, { verify: true }), (k) => this.p(`${W.tmp}/${item.n}-${k}.att`));
+          // From the native just written and checked, not a second read of the store.
+          const source = prep.native ? createReadStream(prep.native.tmp) : await this.deps.store.getMessage(item.id, { verify: true });
+          const split = await splitAttachments(source, (k) => this.p(`${W.tmp}/${item.n}-${k}.att`));
           prep.children = split.map((s, i) => {
             const indexed = item.attachments[i];
             return {
@@ -371,13 +370,14 @@ export class ExportRun {
         pages.children.forEach((c, i) => (childPages[i] = c));
       } else {
         const tmp = this.p(`${W.tmp}/${item.n}.pdf`);
-        const pdf = new BatesPdf(createWriteStream(tmp), this.pdfOptions());
+        const file = new DurableFileSink(tmp);
+        const pdf = new BatesPdf(file, this.pdfOptions());
         const pages = pdf.renderFamily(family, () => batesNumber(this.req.bates, famStart));
         await pdf.end();
         parentPages.n = pages.parent;
         pages.children.forEach((c, i) => (childPages[i] = c));
         const rel = `IMAGES/${folder}/${batesNumber(this.req.bates, famStart)}.pdf`;
-        imageFile = { path: rel, ...(await this.place(tmp, rel)) };
+        imageFile = { path: rel, ...(await this.place(tmp, rel, file.result())) };
       }
     } else {
       this.cp.nextNumber += 1 + prep.children.length;
@@ -406,11 +406,11 @@ export class ExportRun {
     });
 
     // Natives into place.
-    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path);
+    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path, { sha256: item.id, size: prep.native.size });
     for (let i = 0; i < prep.children.length; i++) {
       const c = prep.children[i]!;
       const d = docs[i + 1]!;
-      if (c.tmp) await this.place(c.tmp, d.files[0]!.path);
+      if (c.tmp) await this.place(c.tmp, d.files[0]!.path, { sha256: c.sha256, size: c.size });
     }
 
     // Extracted text.
@@ -538,25 +538,29 @@ export class ExportRun {
     return tags;
   }
 
-  /** Renames a finished temp file into place; returns its hash (read back from disk: what is there is what is listed). */
-  private async place(tmp: string, rel: string): Promise<{ sha256: string; size: number }> {
+  /** Renames a finished temp file into place; `hash` was taken as it was written (what the file holds). */
+  private async place(tmp: string, rel: string, hash: { sha256: string; size: number }): Promise<{ sha256: string; size: number }> {
     const dest = this.p(rel);
-    await mkdir(path.dirname(dest), { recursive: true });
-    const h = await hashFile(tmp);
+    await this.mkdirOnce(path.dirname(dest));
     await rename(tmp, dest);
     this.unsynced.push(dest);
-    this.cp.fileBytes += h.size;
-    return h;
+    this.cp.fileBytes += hash.size;
+    return hash;
+  }
+
+  private async mkdirOnce(dir: string): Promise<void> {
+    if (this.dirs.has(dir)) return;
+    await mkdir(dir, { recursive: true });
+    this.dirs.add(dir);
   }
 
   private async writeText(rel: string, text: string): Promise<JournalFile> {
     const dest = this.p(rel);
-    await mkdir(path.dirname(dest), { recursive: true });
-    const buf = Buffer.from(text, 'utf8');
-    await writeFile(dest, buf);
+    await this.mkdirOnce(path.dirname(dest));
+    const w = await writeDurably([Buffer.from(text, 'utf8')], dest);
     this.unsynced.push(dest);
-    this.cp.fileBytes += buf.length;
-    return { path: rel, sha256: createHash('sha256').update(buf).digest('hex'), size: buf.length };
+    this.cp.fileBytes += w.size;
+    return { path: rel, sha256: w.sha256, size: w.size };
   }
 
   private async journal(e: JournalEntry): Promise<void> {
@@ -650,7 +654,8 @@ export class ExportRun {
 
   private async checkpoint(): Promise<void> {
     for (const f of this.outputs.values()) await f.sync();
-    await syncPaths(this.unsynced);
+    // The files themselves were synced as they were written; their renames are made durable here.
+    await syncPaths([...new Set(this.unsynced.map((f) => path.dirname(f)))]);
     this.unsynced = [];
     for (const [rel, f] of this.outputs) this.cp.outputs[rel] = f.offset;
     await writeJsonAtomic(this.p(W.checkpoint), this.cp);
@@ -849,10 +854,4 @@ export function extensionOf(filename: string, contentType: string): string {
 
 function stripTags(html: string): string {
   return html.replace(/<[^>]*>/g, ' ').replace(/[ \t]+/g, ' ');
-}
-
-async function pipe(src: Readable, dest: NodeJS.WritableStream & { destroy(err?: Error): void }): Promise<void> {
-  src.on('error', (e) => dest.destroy(e));
-  src.pipe(dest);
-  await finished(dest as unknown as NodeJS.WritableStream);
 }

@@ -2,8 +2,9 @@
  * Export jobs as the API and the CLI see them: start (validated, scoped,
  * queued), look, list, cancel, resume, and download the finished package as
  * a ZIP. Only the requester sees their exports (or an operator at the
- * command line). Every start, completion, cancellation and download goes
- * into the audit trail (promise 6).
+ * command line). Audit (promise 6): the caller records the human actions
+ * (the API through its route declarations, the CLI through `audit`); the
+ * job records how each export ended.
  */
 import { randomBytes } from 'node:crypto';
 import { readdir } from 'node:fs/promises';
@@ -72,9 +73,12 @@ export const EXPORT_ID = /^exp-\d{8}T\d{6}Z-[0-9a-f]{12}$/;
 
 export class ExportService {
   readonly exportRoot: string;
+  /** Records an export event in the audit trail (the one hook; see exportAudit). */
+  readonly audit: ExportAudit;
 
   constructor(private readonly deps: ExportServiceDeps) {
     this.exportRoot = exportRootOf(deps.config);
+    this.audit = deps.audit;
   }
 
   signingKey(): Promise<SigningKey> {
@@ -85,7 +89,7 @@ export class ExportService {
    * Validates and queues an export. `scope` is the requester's: the export
    * never sees beyond it. `packageDir` (CLI `--out`) must be absent or empty.
    */
-  async start(input: ExportRequestInput, requester: ExportRequester, scope: Scope | null, opts: { packageDir?: string; clientAddress?: string | null } = {}): Promise<ExportRecordData> {
+  async start(input: ExportRequestInput, requester: ExportRequester, scope: Scope | null, opts: { packageDir?: string } = {}): Promise<ExportRecordData> {
     const parsed = exportRequestSchema.safeParse(input);
     if (!parsed.success) {
       const issue = parsed.error.issues[0]!;
@@ -111,7 +115,6 @@ export class ExportService {
       cancelRequested: false,
     };
     await this.deps.records.create(data);
-    await this.deps.audit(data, 'export.create', 'success', { scope, custodians: request.custodians, dedup: request.dedup }, opts.clientAddress);
     await this.deps.queue.add<ExportJobPayload>(EXPORT_JOB, { exportId: id }, exportJobOptions(id));
     this.deps.log.info({ exportId: id, format: request.format, user: requester.id }, 'export queued');
     return data;
@@ -133,7 +136,7 @@ export class ExportService {
    * Cancels: a queued export, or one whose runner is gone, at once; a
    * running one at its next checkpoint (within seconds).
    */
-  async cancel(id: string, actor: ExportActor, clientAddress?: string | null): Promise<ExportRecordData> {
+  async cancel(id: string, actor: ExportActor): Promise<ExportRecordData> {
     await this.get(id, actor);
     let immediate = false;
     const rec = await this.deps.records.mutate(id, (d) => {
@@ -142,10 +145,7 @@ export class ExportService {
       immediate = d.status === 'queued' || runnerIsGone(d.runner);
       return immediate ? { ...d, cancelRequested: true, status: 'cancelled', runner: undefined, finishedAt: new Date().toISOString() } : { ...d, cancelRequested: true };
     });
-    if (immediate) {
-      await removeIfOwned(rec.data.packageDir, this.exportRoot);
-      await this.deps.audit(rec.data, 'export.cancel', 'success', {}, clientAddress);
-    }
+    if (immediate) await removeIfOwned(rec.data.packageDir, this.exportRoot);
     return rec.data;
   }
 
@@ -174,10 +174,9 @@ export class ExportService {
   }
 
   /** The finished package as a streamed ZIP. */
-  async download(id: string, actor: ExportActor, clientAddress?: string | null): Promise<{ filename: string; stream: Readable }> {
+  async download(id: string, actor: ExportActor): Promise<{ filename: string; stream: Readable; data: ExportRecordData }> {
     const data = await this.get(id, actor);
     if (data.status !== 'done') throw new ExportStateError(`export ${id} is ${data.status}, not done`);
-    await this.deps.audit(data, 'export.download', 'success', { manifestSha256: data.manifestSha256 }, clientAddress);
-    return { filename: `${id}.zip`, stream: zipPackage(data.packageDir) };
+    return { filename: `${id}.zip`, stream: zipPackage(data.packageDir), data };
   }
 }

@@ -16,7 +16,6 @@ import { randomUUID } from 'node:crypto';
 import { hostname } from 'node:os';
 import { rm } from 'node:fs/promises';
 import path from 'node:path';
-import type { Logger } from 'pino';
 import type { JobOptions, JobQueue } from '../ports/job-queue.js';
 import { IntegrityError } from '../errors.js';
 import { ExportRun, type RunDecision, type RunDeps } from './export-runner.js';
@@ -44,9 +43,23 @@ export interface ExportJobDeps extends RunDeps {
 }
 
 export class ExportJob {
+  private stopping = false;
+  /** With bull a paused export fails this attempt so another node retries it; in-process, the next start resumes it. */
+  private rethrowPause = false;
+
   constructor(private readonly deps: ExportJobDeps) {}
 
+  /**
+   * Shutdown: running exports stop at their next checkpoint (seconds) and
+   * release their lease; they resume from it at the next start (or, with
+   * bull, on another node), so a shutdown never waits for a whole export.
+   */
+  stop(): void {
+    this.stopping = true;
+  }
+
   register(queue: JobQueue, concurrency: number): void {
+    this.rethrowPause = queue.driver !== 'inline';
     queue.process<ExportJobPayload>(EXPORT_JOB, concurrency, (p, job) => this.handle(p, job.attempt));
   }
 
@@ -89,6 +102,7 @@ export class ExportJob {
             return undefined;
           }
           if (d.cancelRequested) decision = 'cancel';
+          else if (this.stopping) decision = 'lost';
           return { ...d, progress, runner: { ...me, heartbeatAt: new Date().toISOString() } };
         });
         return decision;
@@ -115,6 +129,12 @@ export class ExportJob {
     }
 
     if (outcome.outcome === 'lost') {
+      if (this.stopping) {
+        await records.mutate(id, (d) => (d.runner?.id === me.id ? { ...d, runner: undefined } : undefined));
+        log.info(logCtx, 'export paused for shutdown; it resumes from its checkpoint');
+        if (this.rethrowPause) throw new Error('export paused for shutdown');
+        return;
+      }
       log.warn(logCtx, 'export lease taken over by another runner; stopping here');
       return;
     }
@@ -141,7 +161,7 @@ export class ExportJob {
     if (rec.data.status !== 'cancelled') return;
     await removeIfOwned(rec.data.packageDir, this.deps.exportRoot);
     this.deps.log.info({ exportId: data.id }, 'export cancelled');
-    await this.deps.audit(rec.data, 'export.cancel', 'success', { itemsDone: rec.data.progress.itemsDone });
+    await this.deps.audit(rec.data, 'export.cancelled', 'success', { itemsDone: rec.data.progress.itemsDone });
   }
 }
 

@@ -13,6 +13,7 @@ const LF = 0x0a;
 
 /** The separator line for one message: `From <sender> <asctime UTC>`. */
 export function mboxFromLine(sender: string, date: number): string {
+  // eslint-disable-next-line no-control-regex -- matching control characters is the point
   const addr = sender.replace(/[\s\x00-\x1f\x7f]+/g, '') || 'MAILER-DAEMON';
   const d = new Date(Number.isFinite(date) ? date : 0);
   const day = ['Sun', 'Mon', 'Tue', 'Wed', 'Thu', 'Fri', 'Sat'][d.getUTCDay()];

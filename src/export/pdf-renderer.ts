@@ -64,6 +64,7 @@ export function defaultUnicodeFont(configured?: string): string | undefined {
 
 /** Characters the standard PDF fonts encode (WinAnsiEncoding). */
 const WIN_ANSI = /^[\n\x20-\x7e\xa0-\xff€‚ƒ„…†‡ˆ‰Š‹ŒŽ‘’“”•–—˜™š›œžŸ]*$/;
+// eslint-disable-next-line no-control-regex -- matching control characters is the point
 const CONTROL = /[\x00-\x08\x0b-\x1f\x7f-\x9f]/g;
 
 /** Text as a PDF page can show it: controls gone, tabs as spaces, CRLF as LF. */

@@ -17,6 +17,8 @@ export function errorHandler(log: Logger): ErrorRequestHandler {
     }
     if (err instanceof AppError) {
       if (err.status >= 500) log.error({ err, path: req.path }, err.message);
+      const retryAfter = err.details?.retryAfterSeconds;
+      if (typeof retryAfter === 'number') res.setHeader('Retry-After', String(retryAfter));
       res.status(err.status).json({ error: { code: err.code, message: err.message, ...(err.details ? { details: err.details } : {}) } });
       return;
     }

@@ -231,12 +231,26 @@ function holdUntilAudited<Q extends ZodTypeAny, B extends ZodTypeAny, P extends 
       },
     });
   };
+  // The last chunk written is held back until the end, so that even a
+  // streamed answer (raw bytes, CSV) is never complete on the client's side
+  // before its record is durable; memory: one chunk.
+  const realWrite = res.write.bind(res) as (...args: unknown[]) => boolean;
   const realEnd = res.end.bind(res) as (...args: unknown[]) => Response;
+  let held: unknown[] | undefined;
+  res.write = ((...args: unknown[]) => {
+    if (recorded) return realWrite(...args);
+    const previous = held;
+    held = args;
+    return previous ? realWrite(...previous) : true;
+  }) as typeof res.write;
   res.end = ((...args: unknown[]) => {
     if (recorded) return realEnd(...args);
     recorded = true;
     write(res.statusCode).then(
-      () => realEnd(...args),
+      () => {
+        if (held) realWrite(...held);
+        realEnd(...args);
+      },
       (err: unknown) => {
         log?.error({ err, action: spec.action, alert: 'audit' }, 'AUDIT ALERT: response withheld because its audit record could not be written');
         if (res.headersSent) {
@@ -248,6 +262,7 @@ function holdUntilAudited<Q extends ZodTypeAny, B extends ZodTypeAny, P extends 
         res.setHeader('Content-Type', 'application/json; charset=utf-8');
         res.setHeader('Content-Length', String(Buffer.byteLength(body)));
         res.removeHeader('Content-Disposition');
+        res.removeHeader('X-Content-SHA256');
         realEnd(body);
       },
     );

@@ -385,6 +385,10 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         const { keys, totals } = await collect(index, req(parseQuery('zephyr OR quorum'), { sort: 'relevance' as SortField, size: 3 }));
         expect([...keys].sort()).toEqual([...PROX_ALL].sort());
         expect(new Set(totals)).toEqual(new Set([PROX_ALL.length]));
+        const all = await collect(index, req(ALL, { sort: 'relevance', size: 4 }));
+        expect([...all.keys].sort()).toEqual([...ALL_DESC].sort());
+        const scoped = await collect(index, req(ALL, { sort: 'relevance', size: 4, scope: { addresses: ['frank@contoso.com'], domains: [] } }));
+        expect([...scoped.keys].sort()).toEqual(['att1', 'att2', 'bcc_env', 'cjk_ja', 'cjk_zh', 'display', 'muller1', 'muller2']);
       });
 
       it('rejects a page size outside 1..500 and a malformed cursor', async () => {
