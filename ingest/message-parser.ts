@@ -108,7 +108,9 @@ export async function parseMessage(raw: Readable, limits: ParseLimits = DEFAULT_
     const pending: Promise<void>[] = [];
     parser.on('headers', (h: Map<string, HeaderValue>) => {
       const mid = h.get('message-id');
-      if (typeof mid === 'string' && stripAngles(mid)) result.messageId = stripAngles(mid);
+      // Whitespace cannot be part of a Message-ID (RFC 5322 3.6.4); it is
+      // folding debris, and users paste ids without it.
+      if (typeof mid === 'string' && stripAngles(mid)) result.messageId = stripAngles(mid).replace(/\s+/g, '');
       const d = h.get('date');
       if (d instanceof Date && !Number.isNaN(d.getTime())) result.date = d.getTime();
       result.from = participants(h.get('from'));
@@ -211,7 +213,7 @@ function fallback(head: Buffer, reason: string, partial: ParsedMessage): ParsedM
   const date = get('date') ? Date.parse(get('date')!) : NaN;
   return {
     ...partial,
-    messageId: partial.messageId ?? (get('message-id') ? stripAngles(get('message-id')!) : undefined),
+    messageId: partial.messageId ?? (get('message-id') ? stripAngles(get('message-id')!).replace(/\s+/g, '') || undefined : undefined),
     date: partial.date ?? (Number.isNaN(date) ? undefined : date),
     from: partial.from.length ? partial.from : addr(get('from')),
     to: partial.to.length ? partial.to : addr(get('to')),

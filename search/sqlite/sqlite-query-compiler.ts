@@ -19,8 +19,8 @@ import type { Scope } from '../../src/ports/message-index.js';
 /**
  * Role flags of a person of a message: which address fields the person
  * counts for. Every person counts for `participant`. They are bits of the
- * person's key (see {@link personKey}), so FTS5 results filter by role
- * without a table lookup.
+ * person's key (see {@link personKey}), so people rows filter by role
+ * without reading anything else.
  */
 export const PERSON = {
   /** From header. */
@@ -39,7 +39,7 @@ export const PERSON = {
 } as const;
 
 /**
- * A person's key (`people.pid`, the `people_fts` rowid) is
+ * A person's key (`people.pid`) is
  * `mid · 2^24 + flags · 2^16 + n`: the people of message `mid` are one range
  * of keys (no index on the message needed), the message of a person is
  * `pid >> 24` and its roles are `(pid >> 16) & 0xff`. Up to 65,536 people per
@@ -48,8 +48,8 @@ export const PERSON = {
  */
 export const PEOPLE_SHIFT = 24;
 export const PEOPLE_SPAN = 2 ** PEOPLE_SHIFT;
-const FLAG_SHIFT = 16;
-export const MAX_PEOPLE = 2 ** FLAG_SHIFT;
+export const ROLE_SHIFT = 16;
+export const MAX_PEOPLE = 2 ** ROLE_SHIFT;
 
 /** The key of person `n` of message `mid` with role `flags`. */
 export function personKey(mid: number, flags: number, n: number): number {
@@ -79,8 +79,9 @@ export interface TableNames {
   messages: string;
   docs: string;
   people: string;
+  idents: string;
   textFts: string;
-  peopleFts: string;
+  identFts: string;
   facetValues: string;
 }
 
@@ -192,41 +193,34 @@ export class SqliteQueryCompiler {
    * The scope condition over `m`, or undefined when unrestricted. An empty
    * scope is `0` (sees nothing). A message is in scope when one of its people
    * (any role) has one of the addresses, or an address at one of the domains
-   * or their subdomains. Checked per candidate message over the message's own
-   * `people` range, so its cost follows the match set, not the scope's size.
+   * or their subdomains. The scope's identities are found once per statement
+   * (ident_fts postings); each candidate message is then checked over its own
+   * `people` key range, so the cost follows the match set, not the scope.
    */
   scope(scope: Scope | null | undefined): SqlFragment | undefined {
     if (!scope) return undefined;
-    const { addresses, domains } = normaliseScope(scope);
-    if (addresses.length === 0 && domains.length === 0) return { sql: '0', params: [] };
-    const ors: string[] = [];
-    const params: unknown[] = [];
-    if (addresses.length > 0) {
-      ors.push('s.address IN (SELECT value FROM json_each(?))');
-      params.push(JSON.stringify(addresses));
-    }
-    for (const d of domains) {
-      const f = domainCondition('s.rdomain', d);
-      ors.push(f.sql);
-      params.push(...f.params);
-    }
+    const expr = scopeExpression(scope);
+    if (expr === undefined) return { sql: '0', params: [] };
+    const { people, identFts } = this.t;
     return {
-      sql: `EXISTS (SELECT 1 FROM ${this.t.people} s WHERE s.pid BETWEEN m.mid * ${PEOPLE_SPAN} AND m.mid * ${PEOPLE_SPAN} + ${PEOPLE_SPAN - 1} AND (${ors.join(' OR ')}))`,
-      params,
+      sql: `EXISTS (SELECT 1 FROM ${people} s WHERE s.pid BETWEEN m.mid * ${PEOPLE_SPAN} AND m.mid * ${PEOPLE_SPAN} + ${PEOPLE_SPAN - 1} AND s.iid IN (SELECT rowid FROM ${identFts} WHERE ${identFts} MATCH ?))`,
+      params: [expr],
     };
   }
 
   /**
    * The in-scope message ids as a set-producing subquery (`SELECT mid …`), for
-   * queries that restrict nothing but the scope: then the scope's posting
-   * lists in people_fts produce the set instead of a scan of every message.
+   * queries that restrict nothing but the scope, or that match too much to
+   * check message by message: the scope's identities, then their people rows.
    */
   scopeSet(scope: Scope): SqlFragment {
-    const { addresses, domains } = normaliseScope(scope);
-    const terms = [...addresses.map((a) => `{addr} : ${ftsString(exactToken(a))}`), ...domains.map((d) => `{dom} : ${domainTokenExpr(d)}`)];
-    if (terms.length === 0) return { sql: 'SELECT NULL AS mid WHERE 0', params: [] };
-    const { peopleFts } = this.t;
-    return { sql: `SELECT DISTINCT rowid >> ${PEOPLE_SHIFT} AS mid FROM ${peopleFts} WHERE ${peopleFts} MATCH ?`, params: [terms.join(' OR ')] };
+    const expr = scopeExpression(scope);
+    if (expr === undefined) return { sql: 'SELECT NULL AS mid WHERE 0', params: [] };
+    const { people, identFts } = this.t;
+    return {
+      sql: `SELECT DISTINCT pid >> ${PEOPLE_SHIFT} AS mid FROM ${people} WHERE iid IN (SELECT rowid FROM ${identFts} WHERE ${identFts} MATCH ?)`,
+      params: [expr],
+    };
   }
 
   private node(node: QueryNode): Part {
@@ -337,7 +331,7 @@ export class SqliteQueryCompiler {
     if (!isAddressField(field)) {
       return { fts: field === 'any' ? expr : `{${COLUMN_OF[field]}} : ${paren(expr)}`, sql: [] };
     }
-    // One people_fts row per person, so a phrase or NEAR never spans two people.
+    // One ident_fts row per person, so a phrase or NEAR never spans two people.
     return this.people(field, `{words} : ${paren(expr)}`);
   }
 
@@ -352,11 +346,18 @@ export class SqliteQueryCompiler {
     return this.people(field, `{dom} : ${domainTokenExpr(value.toLowerCase().replace(/\.+$/, ''))}`);
   }
 
-  /** Messages with a person matching `expr` in people_fts, in the role of `field`. */
+  /** Messages with a person whose identity matches `expr` in ident_fts, in the role of `field`. */
   private people(field: AddressField, expr: string): Part {
-    const { peopleFts } = this.t;
-    const role = field === 'participant' ? '' : ` AND ((rowid >> ${FLAG_SHIFT}) & ${FLAG_OF[field]}) != 0`;
-    return { sql: [{ sql: `m.mid IN (SELECT rowid >> ${PEOPLE_SHIFT} FROM ${peopleFts} WHERE ${peopleFts} MATCH ?${role})`, params: [expr] }] };
+    const { people, identFts } = this.t;
+    const role = field === 'participant' ? '' : ` AND ((p.pid >> ${ROLE_SHIFT}) & ${FLAG_OF[field]}) != 0`;
+    return {
+      sql: [
+        {
+          sql: `m.mid IN (SELECT p.pid >> ${PEOPLE_SHIFT} FROM ${people} p WHERE p.iid IN (SELECT rowid FROM ${identFts} WHERE ${identFts} MATCH ?)${role})`,
+          params: [expr],
+        },
+      ],
+    };
   }
 }
 
@@ -372,15 +373,11 @@ function domainTokenExpr(domain: string): string {
   return domain.includes('.') ? `${token} *` : token;
 }
 
-/**
- * `domain` or any subdomain, on a reversed-domain column: `example.com` is the
- * range of `com.example.` and everything after it up to `com.example/`. A
- * one-label value matches only that exact domain, as {@link domainTokenExpr}.
- */
-function domainCondition(column: string, domain: string): SqlFragment {
-  const r = reverseDomain(domain);
-  if (!domain.includes('.')) return { sql: `${column} = ?`, params: [r] };
-  return { sql: `(${column} >= ? AND ${column} < ?)`, params: [r, `${r.slice(0, -1)}/`] };
+/** The ident_fts expression of a scope's addresses and domains; undefined for an empty scope. */
+function scopeExpression(scope: Scope): string | undefined {
+  const { addresses, domains } = normaliseScope(scope);
+  const terms = [...addresses.map((a) => `{addr} : ${ftsString(exactToken(a))}`), ...domains.map((d) => `{dom} : ${domainTokenExpr(d)}`)];
+  return terms.length === 0 ? undefined : terms.join(' OR ');
 }
 
 function normaliseScope(scope: Scope): { addresses: string[]; domains: string[] } {
