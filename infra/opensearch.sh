@@ -24,6 +24,7 @@
 # Knobs (environment):
 #   ARCHIVE_TEST_OPENSEARCH_PORT            HTTP port (default 9200)
 #   ARCHIVE_TEST_OPENSEARCH_TRANSPORT_PORT  transport port range (default 9300-9399; single node, loopback)
+#   ARCHIVE_TEST_OPENSEARCH_KEEP_DATA       1: keep the data of the previous run at start (a restart, not a fresh node)
 #   ARCHIVE_TEST_OPENSEARCH_HEAP            JVM heap, -Xms = -Xmx (default 512m). Each 256m more costs that
 #                                           much resident memory; 512m holds the test indices comfortably.
 #   ARCHIVE_TEST_OPENSEARCH_START_TIMEOUT   seconds to wait for yellow health (default 180)
@@ -297,7 +298,13 @@ ensure_user() {
 
 write_config() {
   local conf="$OS_STATE/config"
-  rm -rf "$OS_STATE"
+  # ARCHIVE_TEST_OPENSEARCH_KEEP_DATA=1 keeps the data of the previous run, for
+  # tests that stop the node and start it again (resilience), like a real restart.
+  if [[ ${ARCHIVE_TEST_OPENSEARCH_KEEP_DATA:-0} == 1 ]]; then
+    rm -rf "$conf" "$OS_STATE/tmp"
+  else
+    rm -rf "$OS_STATE"
+  fi
   mkdir -p "$conf/jvm.options.d" "$OS_STATE/data" "$OS_STATE/logs" "$OS_STATE/tmp"
   cp "$HOME_DIR/config/log4j2.properties" "$conf/"
   cat >"$conf/opensearch.yml" <<EOF

@@ -101,3 +101,10 @@ export class TooManyRequestsError extends AppError {
     super('too_many_requests', 429, message, { retryAfterSeconds });
   }
 }
+
+/** A deletion refused because the object is under a legal hold or before its retain-until date (fail-closed). */
+export class RetentionLockedError extends AppError {
+  constructor(message: string) {
+    super('retention_locked', 409, message);
+  }
+}

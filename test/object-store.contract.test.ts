@@ -27,7 +27,7 @@ import { pino } from 'pino';
 import { afterAll, describe, expect, it } from 'vitest';
 import { FsObjectStore } from '../src/adapters/fs/fs-object-store.js';
 import { S3ObjectStore, type S3ObjectStoreOptions } from '../src/adapters/s3/s3-object-store.js';
-import { ConfigError, NotFoundError, StorageUnavailableError } from '../src/errors.js';
+import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../src/errors.js';
 import { sha256Hex } from '../src/integrity/sha256.js';
 import {
   fileGone,
@@ -67,6 +67,35 @@ objectStoreContract('fs', async (): Promise<StoreFixture> => {
       await chmod(file, 0o444);
     },
   };
+});
+
+describe('FsObjectStore: disposition', () => {
+  it('deleteMessage removes the message, its envelopes and lock records only after retain-until (store clock) and without a hold', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-delete-'));
+    let now = Date.parse('2030-01-01T00:00:00Z');
+    const store = new FsObjectStore(path.join(root, 'store'), path.join(root, 'spool'), { clock: () => new Date(now) });
+    await store.init();
+    try {
+      const spool = await spoolBytes(path.join(root, 'spool'), sampleMessage('dispose'));
+      await store.putMessage(spool);
+      await store.putEnvelope(makeEnvelope(spool.sha256));
+      await store.extendRetention(spool.sha256, new Date('2030-06-01T00:00:00Z'));
+      await expect(store.deleteMessage(spool.sha256)).rejects.toBeInstanceOf(RetentionLockedError);
+      now = Date.parse('2030-06-01T00:00:00Z');
+      await store.setLegalHold(spool.sha256, true);
+      await expect(store.deleteMessage(spool.sha256)).rejects.toBeInstanceOf(RetentionLockedError);
+      expect(await store.statMessage(spool.sha256)).toBeDefined();
+      await store.setLegalHold(spool.sha256, false);
+      const r = await store.deleteMessage(spool.sha256);
+      expect(r.deleted).toBe(true);
+      expect(r.objects).toBeGreaterThanOrEqual(2);
+      expect(await store.statMessage(spool.sha256)).toBeUndefined();
+      expect(await store.getEnvelopes(spool.sha256)).toEqual([]);
+      expect((await store.deleteMessage(spool.sha256)).deleted).toBe(false);
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
 
 // ---------------------------------------------------------------- S3 adapter
@@ -335,6 +364,35 @@ if (!endpoint) {
         await fx.cleanup();
       }
     });
+
+    it('deleteMessage deletes every version only once nothing locks them (legal hold, retention)', async () => {
+      const fx = await s3Fixture();
+      try {
+        const bytes = sampleMessage('dispose s3');
+        const sha = sha256Hex(bytes);
+        const key = `${fx.prefix}messages/${sha}`;
+        // Written around the store with a retention a few seconds long, so the test can outlive it.
+        const until = new Date(Date.now() + 4_000);
+        await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: until, ChecksumAlgorithm: 'SHA256' }));
+        await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: `${fx.prefix}envelopes/${sha}/x1.json`, Body: '{}', ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: until, ChecksumAlgorithm: 'SHA256' }));
+        expect((await fx.store.getEnvelopes(sha)).length).toBe(1);
+        await expect(fx.store.deleteMessage(sha)).rejects.toBeInstanceOf(RetentionLockedError);
+        await fx.store.setLegalHold(sha, true);
+        await new Promise((r) => setTimeout(r, Math.max(0, until.getTime() - Date.now()) + 1_500));
+        // Retention over, but the legal hold still locks it.
+        await expect(fx.store.deleteMessage(sha)).rejects.toBeInstanceOf(RetentionLockedError);
+        expect(await fx.store.statMessage(sha)).toBeDefined();
+        await fx.store.setLegalHold(sha, false);
+        const r = await fx.store.deleteMessage(sha);
+        expect(r).toEqual({ deleted: true, objects: 2 });
+        const versions = await raw!.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: `${fx.prefix}` }));
+        expect((versions.Versions ?? []).filter((v) => v.Key?.includes(sha))).toEqual([]);
+        expect(await fx.store.statMessage(sha)).toBeUndefined();
+        expect((await fx.store.deleteMessage(sha)).deleted).toBe(false);
+      } finally {
+        await fx.cleanup();
+      }
+    }, 30_000);
 
     it('If-None-Match: a writer that wins the race after our HEAD is not overwritten', async () => {
       const bytes = sampleMessage('raced');

@@ -15,10 +15,11 @@
  *              (thread_id, date, id), (message_id). Size filters scan it.
  *   docs       mid → the IndexedMessage as JSON (what hits return).
  *   people     one row per person of a message: pid = mid·2^24 + roles·2^16
- *              + n (a message's people are one key range; see personKey),
- *              address, and its domain reversed (`com.example.mail.`). Read
- *              only per message (scope checks, deletes): no secondary index,
- *              so every insert appends.
+ *              + n (a message's people are one key range, and the roles are
+ *              bits of the key; see personKey) → iid, the person's identity.
+ *              Index: (iid), from identities to their messages.
+ *   idents     one row per distinct (address, display name): iid, address,
+ *              name. Correspondents recur, so most messages add no identity.
  *   facet_values  dictionary of facet values (sender address, recipient
  *              domain, year) → dense integer code. `messages.fcodes` holds a
  *              message's codes as little-endian int32s, so facets over a match
@@ -27,14 +28,15 @@
  *              row (5× slower, measured at 200k messages).
  *   text_fts   contentless FTS5 (rowid = mid): subject_t, body_t, attname_t,
  *              atttext_t, each `analyzed()` text (search/index-analysis.ts).
- *   people_fts contentless FTS5 (rowid = pid), one row per person, so a
+ *   ident_fts  contentless FTS5 (rowid = iid), one row per identity, so a
  *              phrase or NEAR never spans two people: `words` (name and
  *              address, analysed), `addr` (the whole address as one token)
  *              and `dom` (the reversed domain as one token, so a domain and
  *              its subdomains are a token prefix). Exact addresses and domains
- *              are looked up here rather than in B-tree indexes on `people`:
- *              FTS5 writes segments in bulk, where two random-key indexes
- *              cost 16 random page writes per message (30% of upsert time).
+ *              are looked up here rather than in B-tree indexes on strings,
+ *              which cost 16 random page writes per message (30% of upsert
+ *              time); and an FTS5 row per person rather than per identity
+ *              cost another 20% (FTS5 has a large per-row cost).
  *   meta       schema version and the state of a rebuild.
  *
  * better-sqlite3 is synchronous: each call runs to completion on the event
@@ -66,6 +68,7 @@ import {
   MAX_PEOPLE,
   PEOPLE_SPAN,
   PERSON,
+  ROLE_SHIFT,
   SqliteQueryCompiler,
   exactToken,
   ftsString,
@@ -143,8 +146,9 @@ function tableNames(suffix: string): TableNames {
     messages: `messages${suffix}`,
     docs: `docs${suffix}`,
     people: `people${suffix}`,
+    idents: `idents${suffix}`,
     textFts: `text_fts${suffix}`,
-    peopleFts: `people_fts${suffix}`,
+    identFts: `ident_fts${suffix}`,
     facetValues: `facet_values${suffix}`,
   };
 }
@@ -170,8 +174,14 @@ function createTablesSql(suffix: string): string {
     CREATE TABLE ${t.docs} (mid INTEGER PRIMARY KEY, doc TEXT NOT NULL);
     CREATE TABLE ${t.people} (
       pid INTEGER PRIMARY KEY,
+      iid INTEGER NOT NULL
+    );
+    CREATE INDEX ${t.people}_iid_${tag} ON ${t.people}(iid);
+    CREATE TABLE ${t.idents} (
+      iid INTEGER PRIMARY KEY,
       address TEXT NOT NULL,
-      rdomain TEXT NOT NULL
+      name TEXT NOT NULL,
+      UNIQUE (address, name)
     );
     CREATE TABLE ${t.facetValues} (
       code INTEGER PRIMARY KEY,
@@ -187,7 +197,7 @@ function createTablesSql(suffix: string): string {
       subject_t, body_t, attname_t, atttext_t,
       content='', contentless_delete=1, tokenize='ascii'
     );
-    CREATE VIRTUAL TABLE ${t.peopleFts} USING fts5(
+    CREATE VIRTUAL TABLE ${t.identFts} USING fts5(
       words, addr, dom,
       content='', contentless_delete=1, tokenize='ascii'
     );
@@ -196,7 +206,7 @@ function createTablesSql(suffix: string): string {
 
 function dropTablesSql(suffix: string): string {
   const t = tableNames(suffix);
-  return [t.textFts, t.peopleFts, t.people, t.docs, t.messages, t.facetValues].map((n) => `DROP TABLE IF EXISTS ${n};`).join('\n');
+  return [t.textFts, t.identFts, t.people, t.idents, t.docs, t.messages, t.facetValues].map((n) => `DROP TABLE IF EXISTS ${n};`).join('\n');
 }
 
 function renameTablesSql(from: string, to: string): string {
@@ -210,12 +220,36 @@ function renameTablesSql(from: string, to: string): string {
 interface PersonRow {
   f: number;
   address: string;
-  rdomain: string;
+  name: string;
+  /** What ident_fts holds for the identity, in case it is new. */
+  text: IdentText;
+}
+
+interface IdentText {
+  /** Name and address, analysed. */
   words: string;
   /** The address as one FTS5 token; empty when there is no address. */
-  addrToken: string;
+  addr: string;
   /** The reversed domain as one FTS5 token; empty when there is no domain. */
-  domToken: string;
+  dom: string;
+}
+
+/**
+ * Analysed identities, per process: the same correspondents appear in most
+ * messages. Cleared when full (entries are a few hundred bytes: ~10 MB).
+ */
+const IDENT_TEXT_CACHE_SIZE = 20_000;
+const identTextCache = new Map<string, IdentText>();
+
+function identText(address: string, name: string): IdentText {
+  const key = `${address}\n${name}`;
+  let t = identTextCache.get(key);
+  if (!t) {
+    if (identTextCache.size >= IDENT_TEXT_CACHE_SIZE) identTextCache.clear();
+    t = { words: analyzed(`${name} ${address}`), addr: exactToken(address), dom: exactToken(reverseDomain(domainOf(address))) };
+    identTextCache.set(key, t);
+  }
+  return t;
 }
 
 /** Facet kinds: the high bits of a code in `fcodes`. */
@@ -295,16 +329,7 @@ function peopleOf(doc: IndexedMessage): PersonRow[] {
 
   const rows: PersonRow[] = [];
   for (const p of byKey.values()) {
-    const f = p.f | (p.recipient ? PERSON.recipient : 0);
-    const rdomain = reverseDomain(domainOf(p.address));
-    rows.push({
-      f,
-      address: p.address,
-      rdomain,
-      words: analyzed(`${p.name} ${p.address}`),
-      addrToken: exactToken(p.address),
-      domToken: exactToken(rdomain),
-    });
+    rows.push({ f: p.f | (p.recipient ? PERSON.recipient : 0), address: p.address, name: p.name, text: identText(p.address, p.name) });
   }
   return rows;
 }
@@ -404,8 +429,9 @@ function decodeCursor(cursor: string, sort: SortField, order: 'asc' | 'desc'): [
 class TableWriter {
   readonly names: TableNames;
   private readonly s: ReturnType<TableWriter['prepare']>;
-  /** Facet codes of documents removed in this batch, to check in `finish`. */
+  /** Facet codes and identities of documents removed in this batch, to check in `finish`. */
   private readonly unused = new Set<number>();
+  private readonly unusedIdents = new Set<number>();
 
   constructor(private readonly db: Database.Database, suffix: string, private readonly log: Logger) {
     this.names = tableNames(suffix);
@@ -425,15 +451,23 @@ class TableWriter {
       fcodes: db.prepare<[number], { fcodes: Buffer }>(`SELECT fcodes FROM ${t.messages} WHERE mid = ?`),
       codeValue: db.prepare<[number], { kind: number; value: string }>(`SELECT kind, value FROM ${t.facetValues} WHERE code = ?`),
       delCode: db.prepare(`DELETE FROM ${t.facetValues} WHERE code = ?`),
-      senderUsed: db.prepare(`SELECT 1 FROM ${t.peopleFts} WHERE ${t.peopleFts} MATCH ? AND ((rowid >> 16) & ${PERSON.from}) != 0 LIMIT 1`),
-      domainUsed: db.prepare(`SELECT 1 FROM ${t.peopleFts} WHERE ${t.peopleFts} MATCH ? AND ((rowid >> 16) & ${PERSON.recipient}) != 0 LIMIT 1`),
+      senderUsed: db.prepare(
+        `SELECT 1 FROM ${t.idents} i CROSS JOIN ${t.people} p ON p.iid = i.iid WHERE i.address = ? AND ((p.pid >> ${ROLE_SHIFT}) & ${PERSON.from}) != 0 LIMIT 1`,
+      ),
+      domainUsed: db.prepare(
+        `SELECT 1 FROM ${t.people} p WHERE p.iid IN (SELECT rowid FROM ${t.identFts} WHERE ${t.identFts} MATCH ?) AND ((p.pid >> ${ROLE_SHIFT}) & ${PERSON.recipient}) != 0 LIMIT 1`,
+      ),
+      getIdent: db.prepare<[string, string], { iid: number }>(`SELECT iid FROM ${t.idents} WHERE address = ? AND name = ?`),
+      insIdent: db.prepare(`INSERT INTO ${t.idents} (address, name) VALUES (?, ?)`),
+      insIdentText: db.prepare(`INSERT INTO ${t.identFts} (rowid, words, addr, dom) VALUES (?, ?, ?, ?)`),
+      identUsed: db.prepare(`SELECT 1 FROM ${t.people} WHERE iid = ? LIMIT 1`),
+      delIdent: db.prepare(`DELETE FROM ${t.idents} WHERE iid = ?`),
+      delIdentText: db.prepare(`DELETE FROM ${t.identFts} WHERE rowid = ?`),
       yearUsed: db.prepare(`SELECT 1 FROM ${t.messages} WHERE date >= ? AND date < ? LIMIT 1`),
       insDoc: db.prepare(`INSERT INTO ${t.docs} (mid, doc) VALUES (?, ?)`),
       insText: db.prepare(`INSERT INTO ${t.textFts} (rowid, subject_t, body_t, attname_t, atttext_t) VALUES (?, ?, ?, ?, ?)`),
-      insPerson: db.prepare(`INSERT INTO ${t.people} (pid, address, rdomain) VALUES (?, ?, ?)`),
-      insWords: db.prepare(`INSERT INTO ${t.peopleFts} (rowid, words, addr, dom) VALUES (?, ?, ?, ?)`),
-      pids: db.prepare<[number, number], { pid: number }>(`SELECT pid FROM ${t.people} WHERE pid BETWEEN ? AND ?`),
-      delWords: db.prepare(`DELETE FROM ${t.peopleFts} WHERE rowid = ?`),
+      insPerson: db.prepare(`INSERT INTO ${t.people} (pid, iid) VALUES (?, ?)`),
+      iids: db.prepare<[number, number], { iid: number }>(`SELECT iid FROM ${t.people} WHERE pid BETWEEN ? AND ?`),
       delPeople: db.prepare(`DELETE FROM ${t.people} WHERE pid BETWEEN ? AND ?`),
       delText: db.prepare(`DELETE FROM ${t.textFts} WHERE rowid = ?`),
       delDoc: db.prepare(`DELETE FROM ${t.docs} WHERE mid = ?`),
@@ -463,9 +497,12 @@ class TableWriter {
     }
     for (let i = 0; i < people.length; i++) {
       const p = people[i];
-      const pid = personKey(mid, p.f, i);
-      s.insPerson.run(pid, p.address, p.rdomain);
-      s.insWords.run(pid, p.words, p.addrToken, p.domToken);
+      let iid = s.getIdent.get(p.address, p.name)?.iid;
+      if (iid === undefined) {
+        iid = Number(s.insIdent.run(p.address, p.name).lastInsertRowid);
+        s.insIdentText.run(iid, p.text.words, p.text.addr, p.text.dom);
+      }
+      s.insPerson.run(personKey(mid, p.f, i), iid);
     }
   }
 
@@ -482,7 +519,7 @@ class TableWriter {
     const lo = mid * PEOPLE_SPAN;
     const hi = lo + PEOPLE_SPAN - 1;
     const fcodes = s.fcodes.get(mid)?.fcodes;
-    for (const { pid } of s.pids.all(lo, hi)) s.delWords.run(pid);
+    for (const { iid } of s.iids.all(lo, hi)) this.unusedIdents.add(iid);
     s.delPeople.run(lo, hi);
     s.delText.run(mid);
     s.delDoc.run(mid);
@@ -499,19 +536,25 @@ class TableWriter {
   }
 
   /**
-   * Ends a batch (inside its transaction): drops the facet values that the
-   * removed documents used and no document uses any more, so that the
-   * addresses and domains of disposed mail do not linger in the dictionary.
-   * Checked once per batch, not per document: an FTS5 query flushes the
-   * batch's pending index data, which would otherwise happen per document.
+   * Ends a batch (inside its transaction): drops the identities and facet
+   * values that the removed documents used and no document uses any more,
+   * so that the names and addresses of disposed mail do not linger. Checked
+   * once per batch, not per document: an FTS5 query flushes the batch's
+   * pending index data, which would otherwise happen per document.
    */
   finish(): void {
     const s = this.s;
+    for (const iid of this.unusedIdents) {
+      if (s.identUsed.get(iid) !== undefined) continue;
+      s.delIdentText.run(iid);
+      s.delIdent.run(iid);
+    }
+    this.unusedIdents.clear();
     for (const code of this.unused) {
       const v = s.codeValue.get(code);
       if (!v) continue;
       let used: unknown;
-      if (v.kind === FACET_KIND.sender) used = s.senderUsed.get(`{addr} : ${ftsString(exactToken(v.value))}`);
+      if (v.kind === FACET_KIND.sender) used = s.senderUsed.get(v.value);
       else if (v.kind === FACET_KIND.domain) used = s.domainUsed.get(`{dom} : ${ftsString(exactToken(reverseDomain(v.value)))}`);
       else {
         const y = Number(v.value);

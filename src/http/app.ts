@@ -19,6 +19,8 @@ import { authRouter } from './auth.routes.js';
 import { usersRouter } from './users.routes.js';
 import { auditRouter } from './audit.routes.js';
 import { exportsRouter } from './exports.routes.js';
+import { messageViewRouter } from './message-view.routes.js';
+import { webRouter } from './web.routes.js';
 import { authenticate } from './auth-middleware.js';
 import { RouteRegistry } from './route-registry.js';
 
@@ -81,6 +83,7 @@ export function createHttpApp(services: Services): Express & { registry: RouteRe
   app.use(usersRouter(services, registry));
   app.use(auditRouter(services, registry));
   app.use(exportsRouter(services, registry));
+  app.use(messageViewRouter(services, registry));
   const openApi = registry.openApi({
     title: 'Mail archive API',
     version: '0.1.0',
@@ -91,6 +94,8 @@ export function createHttpApp(services: Services): Express & { registry: RouteRe
   app.get('/api/openapi.json', (_req, res) => {
     res.json(openApi);
   });
+  // The web UI (pages outside /api; no credentials needed to load the page itself, only its API calls).
+  app.use(webRouter());
   app.use((_req, res) => {
     res.status(404).json({ error: { code: 'not_found', message: 'No such route' } });
   });

@@ -34,6 +34,20 @@ export interface StoredObjectInfo {
   size: number;
 }
 
+/** The retention of one message. */
+export interface ObjectRetention {
+  /** S3: `COMPLIANCE` or `GOVERNANCE`; fs: `ARCHIVE` (enforced by this archive's code, not the filesystem). */
+  mode: string;
+  retainUntil: Date;
+}
+
+export interface DeleteResult {
+  /** False when the message was already absent. */
+  deleted: boolean;
+  /** Objects (message and envelope versions, lock records) removed. */
+  objects: number;
+}
+
 export interface StoreHealth {
   ok: boolean;
   driver: string;
@@ -90,6 +104,46 @@ export interface ObjectStore {
 
   /** Names of every seal, in name order. */
   listSeals(): AsyncIterable<string>;
+
+  // --- retention and legal holds (the retention engine's only way to lock or delete) ---
+
+  /**
+   * Places (`on` true) or lifts a legal hold on a message. A held message
+   * cannot be deleted whatever its retention says. S3: the object's Object
+   * Lock legal hold; fs: a lock record beside the object. Throws NotFoundError
+   * when the message is absent, StorageUnavailableError when it cannot be set.
+   */
+  setLegalHold(sha256: Sha256, on: boolean): Promise<void>;
+
+  /**
+   * Whether a message is under a legal hold. Never a guessed false: when the
+   * state cannot be read for sure it throws. NotFoundError when absent.
+   */
+  getLegalHold(sha256: Sha256): Promise<boolean>;
+
+  /**
+   * The retention of a message (S3: its Object Lock retention; fs: the
+   * recorded one), or undefined when it has none. NotFoundError when absent;
+   * StorageUnavailableError when it cannot be read for sure.
+   */
+  getRetention(sha256: Sha256): Promise<ObjectRetention | undefined>;
+
+  /**
+   * Extends a message's retain-until date to `until`. Only ever extends: when
+   * `until` is not later than the current date nothing changes and it
+   * resolves false; true when the new date was applied. NotFoundError when absent.
+   */
+  extendRetention(sha256: Sha256, until: Date): Promise<boolean>;
+
+  /**
+   * Deletes a message, every stored version of it, its envelopes and its lock
+   * records: the disposition's last step. Fail-closed: throws
+   * RetentionLockedError, deleting nothing, while the message is under a
+   * legal hold or before its retain-until date (by the store's clock), and
+   * StorageUnavailableError when its lock state cannot be read. Resolves
+   * `{deleted: false}` when the message is already absent (idempotent).
+   */
+  deleteMessage(sha256: Sha256): Promise<DeleteResult>;
 
   /** Whether the store can currently write. */
   health(): Promise<StoreHealth>;

@@ -13,7 +13,7 @@ import { pipeline } from 'node:stream/promises';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { newEnvelopeId } from '../../src/domain/envelope-id.js';
 import type { Envelope, Sha256 } from '../../src/domain/types.js';
-import { IntegrityError, NotFoundError, StorageUnavailableError } from '../../src/errors.js';
+import { IntegrityError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../src/errors.js';
 import { sha256Hex } from '../../src/integrity/sha256.js';
 import type { ObjectStore, SpoolFile } from '../../src/ports/object-store.js';
 
@@ -288,6 +288,47 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       for await (const m of store.listMessages()) expect(m.sha256).not.toContain('audit');
       await expect(store.putSeal('../escape', a)).rejects.toThrow(/bad seal name/);
       await expect(store.getSeal('a/b')).rejects.toThrow(/bad seal name/);
+    });
+
+    it('legal hold: off by default, set, read, cleared; a held message cannot be deleted', async () => {
+      const spool = await spoolBytes(fx.spoolDir, sampleMessage('legal hold'));
+      await store.putMessage(spool);
+      await store.putEnvelope(makeEnvelope(spool.sha256));
+      expect(await store.getLegalHold(spool.sha256)).toBe(false);
+      await store.setLegalHold(spool.sha256, true);
+      expect(await store.getLegalHold(spool.sha256)).toBe(true);
+      await store.setLegalHold(spool.sha256, true); // idempotent
+      expect(await store.getLegalHold(spool.sha256)).toBe(true);
+      await expect(store.deleteMessage(spool.sha256)).rejects.toBeInstanceOf(RetentionLockedError);
+      expect(await store.statMessage(spool.sha256)).toEqual({ sha256: spool.sha256, size: spool.size });
+      expect(await store.getEnvelopes(spool.sha256)).toHaveLength(1);
+      await store.setLegalHold(spool.sha256, false);
+      expect(await store.getLegalHold(spool.sha256)).toBe(false);
+      const absent = sha256Hex(`absent ${randomUUID()}`);
+      await expect(store.setLegalHold(absent, true)).rejects.toBeInstanceOf(NotFoundError);
+      await expect(store.getLegalHold(absent)).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it('retention: extended, never shortened; a retained message cannot be deleted', async () => {
+      const spool = await spoolBytes(fx.spoolDir, sampleMessage('retention'));
+      await store.putMessage(spool);
+      const before = (await store.getRetention(spool.sha256))?.retainUntil.getTime() ?? 0;
+      const later = new Date(Math.max(before, Date.now()) + 100 * 24 * 3600_000);
+      expect(await store.extendRetention(spool.sha256, later)).toBe(true);
+      const r1 = (await store.getRetention(spool.sha256))!;
+      expect(Math.abs(r1.retainUntil.getTime() - later.getTime())).toBeLessThanOrEqual(1_000);
+      expect(typeof r1.mode).toBe('string');
+      for (const d of [new Date(later.getTime() - 24 * 3600_000), new Date(r1.retainUntil.getTime()), new Date(0)]) {
+        expect(await store.extendRetention(spool.sha256, d)).toBe(false);
+        expect((await store.getRetention(spool.sha256))!.retainUntil.getTime()).toBe(r1.retainUntil.getTime());
+      }
+      await expect(store.deleteMessage(spool.sha256)).rejects.toBeInstanceOf(RetentionLockedError);
+      expect(await hashStream(await store.getMessage(spool.sha256))).toEqual({ sha256: spool.sha256, bytes: spool.size });
+      await expect(store.extendRetention(sha256Hex(`absent ${randomUUID()}`), later)).rejects.toBeInstanceOf(NotFoundError);
+    });
+
+    it('deleteMessage of an absent message deletes nothing and says so', async () => {
+      expect((await store.deleteMessage(sha256Hex(`absent ${randomUUID()}`))).deleted).toBe(false);
     });
 
     it('health is ok', async () => {

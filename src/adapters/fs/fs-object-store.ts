@@ -5,6 +5,8 @@
  *   objects/ab/cd/<sha256>                 raw message bytes, mode 0444
  *   envelopes/ab/cd/<sha256>.<id>.json     one immutable record per delivery
  *   seals/<name>                           audit-trail seals, mode 0444, written once
+ *   locks/ab/cd/<sha256>.<seq>.json        lock state (legal hold, retain-until), one
+ *                                          write-once file per change; the highest seq is current
  * and `<dataDir>/spool/` for files being written (never taken for a message).
  *
  * A write is: temp file → fsync → link(2) to the final name → fsync the
@@ -17,8 +19,8 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { spoolFileName, isOwnerAlive } from './spool-names.js';
 import type { Envelope, Sha256 } from '../../domain/types.js';
-import { NotFoundError, StorageUnavailableError } from '../../errors.js';
-import { SEAL_NAME, assertSealName, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type ObjectRetention, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 import { DirSyncer, fsyncDir } from './dir-syncer.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { assertSha256 } from '../../integrity/sha256.js';
@@ -28,12 +30,16 @@ export class FsObjectStore implements ObjectStore {
   private readonly objectsDir: string;
   private readonly envelopesDir: string;
   private readonly sealsDir: string;
+  private readonly locksDir: string;
   private readonly spoolDir: string;
+  private readonly clock: () => Date;
   private readonly dirs = new DirSyncer();
   /** Shard directories known to exist, so the hot path skips mkdir. */
   private readonly madeDirs = new Set<string>();
 
-  constructor(private readonly root: string, spoolDir: string) {
+  constructor(private readonly root: string, spoolDir: string, opts: { clock?: () => Date } = {}) {
+    this.clock = opts.clock ?? (() => new Date());
+    this.locksDir = path.join(root, 'locks');
     this.objectsDir = path.join(root, 'objects');
     this.envelopesDir = path.join(root, 'envelopes');
     this.sealsDir = path.join(root, 'seals');
@@ -45,6 +51,7 @@ export class FsObjectStore implements ObjectStore {
     await mkdir(this.objectsDir, { recursive: true });
     await mkdir(this.envelopesDir, { recursive: true });
     await mkdir(this.sealsDir, { recursive: true });
+    await mkdir(this.locksDir, { recursive: true });
     await mkdir(this.spoolDir, { recursive: true });
   }
 
@@ -211,6 +218,115 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
+  // --- retention and legal holds: recorded here, enforced by deleteMessage ---
+
+  /** The current lock record and its sequence number (0 when none was ever written). */
+  private async readLock(sha256: Sha256): Promise<{ seq: number; lock: FsLock }> {
+    const dir = this.shard(this.locksDir, sha256);
+    const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
+      if (err.code === 'ENOENT') return [] as string[];
+      throw err;
+    });
+    let seq = 0;
+    for (const n of names) {
+      const m = /^([0-9a-f]{64})\.(\d+)\.json$/.exec(n);
+      if (m && m[1] === sha256) seq = Math.max(seq, Number(m[2]));
+    }
+    if (seq === 0) return { seq, lock: { legalHold: false } };
+    return { seq, lock: JSON.parse(await readFile(path.join(dir, `${sha256}.${seq}.json`), 'utf8')) as FsLock };
+  }
+
+  /**
+   * Read-modify-write of the lock record, as a new write-once file `<seq+1>`:
+   * link(2) refuses an existing name, so of two concurrent writers (server and
+   * CLI) one loses, re-reads and retries; no change is ever lost.
+   */
+  private async changeLock(sha256: Sha256, change: (lock: FsLock) => FsLock | undefined): Promise<boolean> {
+    assertSha256(sha256);
+    if (!(await this.statMessage(sha256))) throw new NotFoundError(`message ${sha256} not found`);
+    for (let attempt = 0; attempt < 20; attempt++) {
+      const { seq, lock } = await this.readLock(sha256);
+      const next = change(lock);
+      if (!next) return false;
+      const tmp = path.join(this.spoolDir, spoolFileName('lock'));
+      try {
+        const fh = await open(tmp, 'wx', 0o444);
+        try {
+          await fh.writeFile(JSON.stringify(next));
+        } finally {
+          await fh.close();
+        }
+        const dir = this.shard(this.locksDir, sha256);
+        if (await this.commitFile(tmp, dir, path.join(dir, `${sha256}.${seq + 1}.json`))) return true;
+      } catch (err) {
+        await unlink(tmp).catch(() => undefined);
+        throw new StorageUnavailableError(`could not record the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
+      }
+    }
+    throw new StorageUnavailableError(`could not record the lock state of ${sha256}: too many concurrent writers`);
+  }
+
+  async setLegalHold(sha256: Sha256, on: boolean): Promise<void> {
+    await this.changeLock(sha256, (l) => (l.legalHold === on ? undefined : { ...l, legalHold: on }));
+  }
+
+  async getLegalHold(sha256: Sha256): Promise<boolean> {
+    assertSha256(sha256);
+    if (!(await this.statMessage(sha256))) throw new NotFoundError(`message ${sha256} not found`);
+    return (await this.readLock(sha256)).lock.legalHold;
+  }
+
+  async getRetention(sha256: Sha256): Promise<ObjectRetention | undefined> {
+    assertSha256(sha256);
+    if (!(await this.statMessage(sha256))) throw new NotFoundError(`message ${sha256} not found`);
+    const { lock } = await this.readLock(sha256);
+    return lock.retainUntil ? { mode: 'ARCHIVE', retainUntil: new Date(lock.retainUntil) } : undefined;
+  }
+
+  async extendRetention(sha256: Sha256, until: Date): Promise<boolean> {
+    if (!(until instanceof Date) || Number.isNaN(until.getTime())) throw new Error('extendRetention: until must be a valid Date');
+    return this.changeLock(sha256, (l) =>
+      l.retainUntil && until.getTime() <= Date.parse(l.retainUntil) ? undefined : { ...l, retainUntil: until.toISOString() },
+    );
+  }
+
+  async deleteMessage(sha256: Sha256): Promise<DeleteResult> {
+    assertSha256(sha256);
+    let lock: FsLock;
+    try {
+      lock = (await this.readLock(sha256)).lock;
+    } catch (err) {
+      throw new StorageUnavailableError(`could not read the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
+    }
+    if (lock.legalHold) throw new RetentionLockedError(`message ${sha256} is under a legal hold`);
+    if (lock.retainUntil && Date.parse(lock.retainUntil) > this.clock().getTime()) {
+      throw new RetentionLockedError(`message ${sha256} is retained until ${lock.retainUntil}`);
+    }
+    let objects = 0;
+    let deleted = false;
+    try {
+      await unlink(this.objectPath(sha256));
+      deleted = true;
+      objects++;
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'ENOENT') throw new StorageUnavailableError(`could not delete ${sha256}: ${(err as Error).message}`, { cause: err });
+    }
+    for (const base of [this.envelopesDir, this.locksDir]) {
+      const dir = this.shard(base, sha256);
+      const names = await readdir(dir).catch(() => [] as string[]);
+      for (const n of names) {
+        if (!n.startsWith(`${sha256}.`)) continue;
+        await unlink(path.join(dir, n)).catch((err: NodeJS.ErrnoException) => {
+          if (err.code !== 'ENOENT') throw err;
+        });
+        objects++;
+      }
+      if (names.length) await this.dirs.sync(dir);
+    }
+    if (deleted) await this.dirs.sync(this.shard(this.objectsDir, sha256));
+    return { deleted, objects };
+  }
+
   async health(): Promise<StoreHealth> {
     try {
       await access(this.objectsDir, constants.W_OK);
@@ -253,6 +369,13 @@ export class FsObjectStore implements ObjectStore {
     if (n) await fsyncDir(spoolDir).catch(() => undefined);
     return n;
   }
+}
+
+/** The recorded lock state of one message (fs). */
+interface FsLock {
+  legalHold: boolean;
+  /** ISO-8601 UTC; only ever moved later. */
+  retainUntil?: string;
 }
 
 /** Yields every file two shard levels below `base`. */

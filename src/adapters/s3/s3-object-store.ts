@@ -19,9 +19,11 @@
  *
  * IAM permissions needed on `<bucket>/<prefix>*`: s3:PutObject, s3:GetObject,
  * s3:GetObjectVersion, s3:PutObjectRetention, s3:GetObjectRetention,
- * s3:PutObjectLegalHold, s3:GetObjectLegalHold; on the bucket: s3:ListBucket,
+ * s3:PutObjectLegalHold, s3:GetObjectLegalHold, and for disposition
+ * s3:DeleteObjectVersion; on the bucket: s3:ListBucket, s3:ListBucketVersions,
  * s3:GetBucketVersioning, s3:GetBucketObjectLockConfiguration. Never
- * s3:BypassGovernanceRetention or s3:DeleteObjectVersion.
+ * s3:BypassGovernanceRetention: a deletion only ever happens once no version
+ * is locked, and S3 itself refuses any other.
  */
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
@@ -34,6 +36,8 @@ import {
   GetObjectLegalHoldCommand,
   GetObjectLockConfigurationCommand,
   GetObjectRetentionCommand,
+  DeleteObjectCommand,
+  ListObjectVersionsCommand,
   HeadBucketCommand,
   HeadObjectCommand,
   ListObjectsV2Command,
@@ -47,10 +51,10 @@ import {
 import { Upload } from '@aws-sdk/lib-storage';
 import type { Config } from '../../config/config.js';
 import type { Envelope, Sha256 } from '../../domain/types.js';
-import { ConfigError, NotFoundError, StorageUnavailableError } from '../../errors.js';
+import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
-import { SEAL_NAME, assertSealName, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 export type S3Sse = 'none' | 'AES256' | 'aws:kms';
@@ -635,6 +639,69 @@ export class S3ObjectStore implements ObjectStore {
     }
     this.log.info({ sha256, from: current?.retainUntil.toISOString(), until: until.toISOString() }, 'retention extended');
     return true;
+  }
+
+  /**
+   * Deletes every version (and delete marker) of a message and of its
+   * envelopes, but only once nothing locks any of them: each version's legal
+   * hold and retention are read first (explicit APIs, so a missing permission
+   * fails closed), and one locked version refuses the whole deletion with
+   * RetentionLockedError before anything is deleted. S3 itself refuses to
+   * delete a locked version, as a second guard.
+   */
+  async deleteMessage(sha256: Sha256): Promise<DeleteResult> {
+    const msgKey = this.messageKey(sha256);
+    type V = { key: string; versionId: string; marker: boolean };
+    const versions: V[] = [];
+    try {
+      for (const prefix of [msgKey, `${this.prefix}envelopes/${sha256}/`]) {
+        let keyMarker: string | undefined;
+        let versionMarker: string | undefined;
+        do {
+          const res = await this.client.send(
+            new ListObjectVersionsCommand({ Bucket: this.bucket, Prefix: prefix, KeyMarker: keyMarker, VersionIdMarker: versionMarker, MaxKeys: this.listPageSize }),
+          );
+          for (const v of res.Versions ?? []) if (v.Key && v.VersionId && (prefix !== msgKey || v.Key === msgKey)) versions.push({ key: v.Key, versionId: v.VersionId, marker: false });
+          for (const v of res.DeleteMarkers ?? []) if (v.Key && v.VersionId && (prefix !== msgKey || v.Key === msgKey)) versions.push({ key: v.Key, versionId: v.VersionId, marker: true });
+          keyMarker = res.IsTruncated ? res.NextKeyMarker : undefined;
+          versionMarker = res.IsTruncated ? res.NextVersionIdMarker : undefined;
+        } while (keyMarker);
+      }
+    } catch (err) {
+      throw unavailable(`could not list the versions of ${sha256}`, err);
+    }
+    const now = this.clock().getTime();
+    for (const v of versions) {
+      if (v.marker) continue;
+      let held: boolean;
+      let until: Date | undefined;
+      try {
+        held = await this.client
+          .send(new GetObjectLegalHoldCommand({ Bucket: this.bucket, Key: v.key, VersionId: v.versionId }))
+          .then((r) => r.LegalHold?.Status === 'ON', (err: unknown) => {
+            if (errorName(err) === 'NoSuchObjectLockConfiguration') return false;
+            throw err;
+          });
+        until = (await this.confirmedRetention(v.key, await this.headLock(v.key, v.versionId)))?.retainUntil;
+      } catch (err) {
+        throw unavailable(`could not read the lock state of ${v.key} (version ${v.versionId})`, err);
+      }
+      if (held) throw new RetentionLockedError(`${v.key} (version ${v.versionId}) is under a legal hold`);
+      if (until && until.getTime() > now) throw new RetentionLockedError(`${v.key} (version ${v.versionId}) is retained until ${until.toISOString()}`);
+    }
+    // The message first, its envelopes after: a retry after a partial failure finishes the rest.
+    versions.sort((a, b) => Number(b.key === msgKey) - Number(a.key === msgKey));
+    for (const v of versions) {
+      try {
+        await this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: v.key, VersionId: v.versionId }));
+      } catch (err) {
+        if (httpStatus(err) === 403) throw new RetentionLockedError(`S3 refused to delete ${v.key} (version ${v.versionId}): ${describe(err)}`);
+        throw unavailable(`could not delete ${v.key} (version ${v.versionId})`, err);
+      }
+    }
+    const deleted = versions.some((v) => v.key === msgKey && !v.marker);
+    if (versions.length) this.log.info({ sha256, versions: versions.length }, 'message deleted (disposition)');
+    return { deleted, objects: versions.length };
   }
 
   /** Key, current version and confirmed retention of a message. */
