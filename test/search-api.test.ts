@@ -6,7 +6,7 @@ import { createHash } from 'node:crypto';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { sendRaw } from './helpers/smtp-client.js';
 import { startInProcess } from './helpers/archive-process.js';
-import { INDEX_JOB } from '../ingest/index.js';
+import { MODES, waitForIndexed } from './helpers/modes.js';
 import type { RunningArchive } from '../src/main.js';
 import { makeUser, type TestUser } from './helpers/auth.js';
 
@@ -78,7 +78,8 @@ const F: Fixture[] = [
   },
 ];
 
-describe('search API', () => {
+for (const { mode, enabled, env } of MODES) {
+describe.runIf(enabled)(`search API (${mode})`, () => {
   let archive: RunningArchive & { dataDir: string };
   let base: string;
   let officer: TestUser;
@@ -93,7 +94,7 @@ describe('search API', () => {
   const keysOf = (body: { hits: { id: string }[] }) => body.hits.map((h) => Object.entries(ids).find(([, v]) => v === h.id)?.[0]);
 
   beforeAll(async () => {
-    archive = await startInProcess();
+    archive = await startInProcess(await env());
     base = `http://127.0.0.1:${archive.httpPort}`;
     officer = await makeUser(archive.services, base, { roles: ['officer'] });
     let n = 0;
@@ -103,7 +104,7 @@ describe('search API', () => {
       expect(answer.code).toBe(250);
       ids[f.key] = sha(f.raw);
     }
-    await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
+    await waitForIndexed(archive.services, Object.values(ids));
   });
   afterAll(async () => {
     await archive?.close();
@@ -215,3 +216,4 @@ describe('search API', () => {
     expect(Object.keys(r.body.paths)).toEqual(expect.arrayContaining(['/api/search', '/api/messages/{id}', '/api/messages/{id}/raw', '/api/messages/{id}/attachments/{n}', '/api/messages/{id}/thread']));
   });
 });
+}

@@ -1,0 +1,533 @@
+/**
+ * The retention engine's service: policies (named, versioned, simulated
+ * before saving), cases and legal holds, and the application of both to
+ * messages, at ingest and in bulk. Talks only to ports: the catalog (all
+ * state), the index (which messages a matcher selects), the object store
+ * (Object Lock retention and legal holds) and the audit trail.
+ *
+ * Two rules hold everywhere here (promise 5):
+ * - an applied retain-until is never shortened: a new date is
+ *   `max(applied, computed)`, in the catalog and in the store;
+ * - holds beat every policy: a held message is flagged in the catalog and on
+ *   the stored object, and the flag is cleared only when no hold covers it.
+ */
+import { randomUUID } from 'node:crypto';
+import { DateTime } from 'luxon';
+import type { Logger } from 'pino';
+import type { CatalogRecord, CatalogStore } from '../src/ports/catalog-store.js';
+import type { MessageIndex } from '../src/ports/message-index.js';
+import type { ObjectStore } from '../src/ports/object-store.js';
+import type { IndexedMessage } from '../src/domain/indexed-message.js';
+import type { AuditEvent } from '../src/audit/audit-trail.js';
+import { CatalogConflictError, NotFoundError, ValidationError } from '../src/errors.js';
+import type { QueryNode } from '../search/index.js';
+import { computeRetainUntil, later } from './retain-until.js';
+import { holdQuery, inScope, matchDocument, policyQuery } from './matcher.js';
+import {
+  COLLECTIONS,
+  FOREVER,
+  type Case,
+  type CaseInput,
+  type Clock,
+  type Hold,
+  type HoldInput,
+  type HoldScope,
+  type MessageRetention,
+  type Policy,
+  type PolicyInput,
+  type PolicyVersion,
+} from './types.js';
+
+/** Who acts: a user's e-mail (or `cli:<user>`, `scheduler`), where from, and their scope. */
+export interface RetentionActor {
+  user: string;
+  clientAddress?: string | null;
+  /** Officers act within their scope; null = unrestricted. */
+  scope?: HoldScope | null;
+}
+
+/** Where hold, policy and disposition actions are recorded (the audit trail). */
+export interface AuditSink {
+  record(event: AuditEvent): Promise<unknown>;
+}
+
+export interface RetentionServiceOptions {
+  catalog: CatalogStore;
+  index: MessageIndex;
+  store: ObjectStore;
+  audit: AuditSink;
+  clock: Clock;
+  log: Logger;
+}
+
+/** Messages per page when walking a query's matches through the index (the index's maximum page is 500). */
+const WALK_PAGE = 500;
+/** Object Lock dates stop this far ahead for a `forever` policy (S3 needs a date; it is extended whenever a policy asks for more). */
+const FOREVER_LOCK_YEARS = 100;
+/** Store calls (legal hold, retention) in flight at once during a bulk application; each is one small request or fsync. */
+const STORE_CONCURRENCY = 16;
+
+export const DEFAULT_POLICY_ID = 'default';
+
+/** Outcome counts of a policy change, before it is saved. */
+export interface SimulationResult {
+  /** Messages the old or new matcher selects. */
+  examined: number;
+  /** Governed by this policy after the change. */
+  governed: number;
+  unchanged: number;
+  /** retain-until moves later. */
+  extended: number;
+  /** The change would give an earlier date: the applied one is kept (never shortened). */
+  keptLonger: number;
+  /** Would be past retain-until now (and not held). */
+  expiredNow: number;
+  held: number;
+  forever: number;
+}
+
+interface Evaluation {
+  policy: Policy;
+  until: string;
+}
+
+export class RetentionService {
+  constructor(private readonly o: RetentionServiceOptions) {}
+
+  private now(): DateTime {
+    return this.o.clock().toUTC();
+  }
+
+  private async audit(actor: RetentionActor, action: string, target: string | null, details: Record<string, unknown> = {}): Promise<void> {
+    await this.o.audit.record({ action, outcome: 'success', user: actor.user, clientAddress: actor.clientAddress ?? null, target, details });
+  }
+
+  /** Creates the default policy (kept forever, review at the end) when there is none. Idempotent. */
+  async init(): Promise<void> {
+    if (await this.o.catalog.get(COLLECTIONS.policies, DEFAULT_POLICY_ID)) return;
+    const now = this.now().toISO()!;
+    const p: Policy = {
+      id: DEFAULT_POLICY_ID,
+      name: 'Default',
+      description: 'Applies when no other policy matches. Kept forever until an administrator sets a period.',
+      matcher: {},
+      period: { unit: 'forever', count: 0, from: 'received' },
+      action: 'review',
+      version: 1,
+      isDefault: true,
+      createdAt: now,
+      createdBy: 'system',
+      updatedAt: now,
+      updatedBy: 'system',
+    };
+    try {
+      await this.o.catalog.create(COLLECTIONS.policies, p.id, p);
+      await this.o.catalog.create(COLLECTIONS.policyVersions, `${p.id}@1`, p);
+    } catch (err) {
+      if (!(err instanceof CatalogConflictError)) throw err;
+    }
+  }
+
+  // ------------------------------------------------------------ policies
+
+  async listPolicies(): Promise<Policy[]> {
+    return (await this.listAll<Policy>(COLLECTIONS.policies)).map((r) => r.data);
+  }
+
+  async getPolicy(id: string): Promise<Policy> {
+    const r = await this.o.catalog.get<Policy>(COLLECTIONS.policies, id);
+    if (!r) throw new NotFoundError(`no policy ${id}`);
+    return r.data;
+  }
+
+  async policyVersions(id: string): Promise<PolicyVersion[]> {
+    const all = await this.listAll<PolicyVersion>(COLLECTIONS.policyVersions, { id });
+    return all.map((r) => r.data).sort((a, b) => a.version - b.version);
+  }
+
+  private validatePolicy(input: PolicyInput): void {
+    if (!input.name.trim()) throw new ValidationError('a policy needs a name');
+    if (input.period.unit !== 'forever' && (!Number.isInteger(input.period.count) || input.period.count < 1)) {
+      throw new ValidationError('period.count must be a whole number >= 1');
+    }
+    policyQuery(input.matcher); // throws QuerySyntaxError on a bad query
+  }
+
+  async createPolicy(input: PolicyInput, actor: RetentionActor): Promise<Policy> {
+    this.validatePolicy(input);
+    const now = this.now().toISO()!;
+    const p: Policy = { ...input, id: `pol-${randomUUID().slice(0, 8)}`, version: 1, isDefault: false, createdAt: now, createdBy: actor.user, updatedAt: now, updatedBy: actor.user };
+    await this.o.catalog.create(COLLECTIONS.policies, p.id, p);
+    await this.o.catalog.create(COLLECTIONS.policyVersions, `${p.id}@1`, p);
+    await this.audit(actor, 'retention.policy.create', p.id, { name: p.name, period: p.period, action: p.action });
+    await this.recompute(policyQuery(p.matcher));
+    return p;
+  }
+
+  /**
+   * Saves a new version of a policy and recomputes retain-until for every
+   * message the old or new matcher selects. Never shortens an applied date.
+   */
+  async updatePolicy(id: string, input: PolicyInput, actor: RetentionActor, expectedVersion?: number): Promise<Policy> {
+    this.validatePolicy(input);
+    const cur = await this.o.catalog.get<Policy>(COLLECTIONS.policies, id);
+    if (!cur) throw new NotFoundError(`no policy ${id}`);
+    if (expectedVersion !== undefined && cur.data.version !== expectedVersion) {
+      throw new CatalogConflictError(`policy ${id} is at version ${cur.data.version}, not ${expectedVersion}`);
+    }
+    const matcher = cur.data.isDefault ? {} : input.matcher;
+    const next: Policy = { ...cur.data, ...input, matcher, version: cur.data.version + 1, updatedAt: this.now().toISO()!, updatedBy: actor.user };
+    await this.o.catalog.create(COLLECTIONS.policyVersions, `${id}@${next.version}`, next);
+    await this.o.catalog.update(COLLECTIONS.policies, id, next, cur.version);
+    await this.audit(actor, 'retention.policy.update', id, { version: next.version, period: next.period, action: next.action });
+    await this.recompute(orOf(policyQuery(cur.data.matcher), policyQuery(next.matcher)));
+    return next;
+  }
+
+  /** Deletes a policy that governs no message. The default policy cannot be deleted. */
+  async deletePolicy(id: string, actor: RetentionActor): Promise<void> {
+    const cur = await this.o.catalog.get<Policy>(COLLECTIONS.policies, id);
+    if (!cur) throw new NotFoundError(`no policy ${id}`);
+    if (cur.data.isDefault) throw new ValidationError('the default policy cannot be deleted');
+    const governed = await this.o.catalog.list(COLLECTIONS.messages, { where: { policyId: id }, limit: 1 });
+    if (governed.records.length) throw new CatalogConflictError(`policy ${id} governs messages and cannot be deleted`);
+    await this.o.catalog.delete(COLLECTIONS.policies, id, cur.version);
+    await this.audit(actor, 'retention.policy.delete', id, { name: cur.data.name });
+  }
+
+  /** What saving `input` (as a new policy, or a new version of `id`) would do, in counts per outcome. Writes nothing. */
+  async simulate(input: PolicyInput, id?: string): Promise<SimulationResult> {
+    this.validatePolicy(input);
+    const policies = await this.listPolicies();
+    const now = this.now().toISO()!;
+    const old = id ? policies.find((p) => p.id === id) : undefined;
+    if (id && !old) throw new NotFoundError(`no policy ${id}`);
+    const draft: Policy = { ...(old ?? { id: '(new)', version: 0, isDefault: false, createdAt: now, createdBy: '', updatedAt: now, updatedBy: '' }), ...input, version: (old?.version ?? 0) + 1 };
+    if (old?.isDefault) draft.matcher = {};
+    const next = [...policies.filter((p) => p.id !== draft.id), draft];
+    const holds = await this.activeHolds();
+    const q = old ? orOf(policyQuery(old.matcher), policyQuery(draft.matcher)) : policyQuery(draft.matcher);
+    const r: SimulationResult = { examined: 0, governed: 0, unchanged: 0, extended: 0, keptLonger: 0, expiredNow: 0, held: 0, forever: 0 };
+    for await (const docs of this.walk(q, null)) {
+      const existing = await this.records(docs.map((d) => d.id));
+      for (const doc of docs) {
+        r.examined++;
+        const ev = evaluate(doc, next);
+        const cur = existing.get(doc.id)?.data;
+        const until = cur ? later(cur.retainUntil, ev.until) : ev.until;
+        if (ev.policy.id === draft.id) r.governed++;
+        if (!cur || until === cur.retainUntil) r.unchanged++;
+        else r.extended++;
+        if (cur && ev.until < cur.retainUntil) r.keptLonger++;
+        const held = (cur?.held ?? false) || holds.some((h) => holdCovers(h, doc));
+        if (held) r.held++;
+        else if (until <= now) r.expiredNow++;
+        if (until === FOREVER) r.forever++;
+      }
+    }
+    return r;
+  }
+
+  /** Re-applies policies and holds to every message a query selects (after a policy change). */
+  private async recompute(q: QueryNode): Promise<number> {
+    let n = 0;
+    for await (const docs of this.walk(q, null)) n += (await this.applyToDocuments(docs)).length;
+    return n;
+  }
+
+  // ------------------------------------------------------------ messages
+
+  /**
+   * Applies the current policies and active holds to indexed documents: the
+   * ingest hook (after a batch is indexed) and the bulk path. Creates or
+   * updates each message's retention record, never shortening retain-until,
+   * and mirrors the result onto the stored object (retention extended; legal
+   * hold set when a hold covers it). Idempotent. Returns the records.
+   */
+  async applyToDocuments(docs: IndexedMessage[]): Promise<MessageRetention[]> {
+    if (!docs.length) return [];
+    const policies = await this.listPolicies();
+    const holds = await this.activeHolds();
+    const existing = await this.records(docs.map((d) => d.id));
+    const out: MessageRetention[] = [];
+    await eachLimit(docs, STORE_CONCURRENCY, async (doc) => {
+      const ev = evaluate(doc, policies);
+      const covering = holds.filter((h) => holdCovers(h, doc)).map((h) => h.id);
+      out.push(await this.upsertRecord(doc, ev, covering, existing.get(doc.id)));
+    });
+    return out;
+  }
+
+  private async upsertRecord(doc: IndexedMessage, ev: Evaluation, covering: string[], cur: CatalogRecord<MessageRetention> | undefined): Promise<MessageRetention> {
+    for (let attempt = 0; ; attempt++) {
+      const prev = cur?.data;
+      if (prev?.state === 'disposed' || prev?.state === 'disposing') {
+        // The same bytes archived again after disposal: a fresh life for the message.
+        if (prev.state === 'disposing') return prev;
+      }
+      const fresh = !prev || prev.state === 'disposed';
+      const holdIds = [...new Set([...(fresh ? [] : prev.holdIds), ...covering])].sort();
+      const until = fresh ? ev.until : later(prev.retainUntil, ev.until);
+      const next: MessageRetention = {
+        sha256: doc.id,
+        messageId: doc.messageId,
+        date: doc.date,
+        receivedAt: doc.receivedAt,
+        size: doc.size,
+        policyId: ev.policy.id,
+        policyVersion: ev.policy.version,
+        retainUntil: until,
+        policyRetainUntil: ev.until,
+        keptLonger: until > ev.until,
+        action: ev.policy.action,
+        holdIds,
+        held: holdIds.length > 0,
+        state: fresh ? 'active' : prev.state,
+        proposedBy: fresh ? undefined : prev.proposedBy,
+        approvals: fresh ? undefined : prev.approvals,
+        updatedAt: this.now().toISO()!,
+      };
+      if (!fresh && sameRecord(prev, next)) return prev;
+      // The object first, the catalog after: the catalog never claims a lock the object lacks.
+      if (next.held && (fresh || !prev.held)) await this.o.store.setLegalHold(doc.id, true);
+      if (fresh || until !== prev.retainUntil) await this.o.store.extendRetention(doc.id, this.lockDate(until));
+      try {
+        if (!cur || fresh) {
+          if (cur) await this.o.catalog.update(COLLECTIONS.messages, doc.id, next, cur.version);
+          else await this.o.catalog.create(COLLECTIONS.messages, doc.id, next);
+        } else {
+          await this.o.catalog.update(COLLECTIONS.messages, doc.id, next, cur.version);
+        }
+        return next;
+      } catch (err) {
+        if (!(err instanceof CatalogConflictError) || attempt > 5) throw err;
+        cur = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, doc.id);
+      }
+    }
+  }
+
+  /** The Object Lock date for a retain-until (forever: a century ahead, extended later as needed). */
+  private lockDate(until: string): Date {
+    if (until !== FOREVER) return new Date(until);
+    return this.now().plus({ years: FOREVER_LOCK_YEARS }).toJSDate();
+  }
+
+  async getMessageRetention(sha256: string): Promise<MessageRetention | undefined> {
+    return (await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, sha256))?.data;
+  }
+
+  private async records(ids: string[]): Promise<Map<string, CatalogRecord<MessageRetention>>> {
+    const m = new Map<string, CatalogRecord<MessageRetention>>();
+    for (const id of ids) {
+      const r = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, id);
+      if (r) m.set(id, r);
+    }
+    return m;
+  }
+
+  // ------------------------------------------------------------ cases and holds
+
+  async createCase(input: CaseInput, actor: RetentionActor): Promise<Case> {
+    if (!input.name.trim() || !input.matterNumber.trim()) throw new ValidationError('a case needs a name and a matter number');
+    const c: Case = { ...input, custodians: input.custodians.map((s) => s.trim().toLowerCase()).filter(Boolean), id: `case-${randomUUID().slice(0, 8)}`, status: 'open', createdAt: this.now().toISO()!, createdBy: actor.user };
+    await this.o.catalog.create(COLLECTIONS.cases, c.id, c);
+    await this.audit(actor, 'retention.case.create', c.id, { name: c.name, matterNumber: c.matterNumber });
+    return c;
+  }
+
+  async listCases(): Promise<Case[]> {
+    return (await this.listAll<Case>(COLLECTIONS.cases)).map((r) => r.data);
+  }
+
+  async getCase(id: string): Promise<Case> {
+    const r = await this.o.catalog.get<Case>(COLLECTIONS.cases, id);
+    if (!r) throw new NotFoundError(`no case ${id}`);
+    return r.data;
+  }
+
+  async listHolds(caseId?: string): Promise<Hold[]> {
+    return (await this.listAll<Hold>(COLLECTIONS.holds, caseId ? { caseId } : undefined)).map((r) => r.data);
+  }
+
+  async getHold(id: string): Promise<Hold> {
+    const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
+    if (!r) throw new NotFoundError(`no hold ${id}`);
+    return r.data;
+  }
+
+  async activeHolds(): Promise<Hold[]> {
+    return (await this.listAll<Hold>(COLLECTIONS.holds, { status: 'active' })).map((r) => r.data);
+  }
+
+  /**
+   * Places a hold: recorded first (so every message indexed from now on meets
+   * it at ingest), then applied to every archived message it covers, within
+   * the creator's scope. Returns the hold with its message count.
+   */
+  async createHold(input: HoldInput, actor: RetentionActor): Promise<Hold> {
+    const kase = await this.getCase(input.caseId);
+    const custodians = input.custodians ?? (input.query ? [] : kase.custodians);
+    const q = holdQuery({ ...input, custodians });
+    const h: Hold = {
+      ...input,
+      custodians,
+      id: `hold-${randomUUID().slice(0, 8)}`,
+      status: 'active',
+      scope: actor.scope ?? null,
+      createdAt: this.now().toISO()!,
+      createdBy: actor.user,
+      messageCount: 0,
+    };
+    await this.o.catalog.create(COLLECTIONS.holds, h.id, h);
+    await this.audit(actor, 'retention.hold.create', h.id, { caseId: h.caseId, custodians: h.custodians, query: h.query, dateFrom: h.dateFrom, dateTo: h.dateTo });
+    const count = await this.applyHold(h, q);
+    return this.setHoldCount(h.id, count);
+  }
+
+  /** Applies one hold to every indexed message it covers. Returns how many it covers. */
+  async applyHold(h: Hold, q: QueryNode = holdQuery(h)): Promise<number> {
+    let n = 0;
+    const policies = await this.listPolicies();
+    for await (const docs of this.walk(q, h.scope)) {
+      const existing = await this.records(docs.map((d) => d.id));
+      await eachLimit(docs, STORE_CONCURRENCY, async (doc) => {
+        await this.upsertRecord(doc, evaluate(doc, policies), [h.id], existing.get(doc.id));
+      });
+      n += docs.length;
+    }
+    return n;
+  }
+
+  private async setHoldCount(id: string, count: number): Promise<Hold> {
+    for (;;) {
+      const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
+      if (!r) throw new NotFoundError(`no hold ${id}`);
+      try {
+        return (await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, messageCount: count }, r.version)).data;
+      } catch (err) {
+        if (!(err instanceof CatalogConflictError)) throw err;
+      }
+    }
+  }
+
+  /**
+   * Releases a hold (a reason is required). The hold stops covering its
+   * messages; the legal-hold flag is cleared on a message only when no other
+   * hold covers it. The catalog changes first and the object's flag after, so
+   * a failure leaves a message held, never the reverse.
+   */
+  async releaseHold(id: string, reason: string, actor: RetentionActor): Promise<{ released: number; stillHeld: number }> {
+    if (!reason || !reason.trim()) throw new ValidationError('releasing a hold needs a reason');
+    const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
+    if (!r) throw new NotFoundError(`no hold ${id}`);
+    if (r.data.status === 'active') {
+      await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason }, r.version);
+    }
+    const others = (await this.activeHolds()).filter((h) => h.id !== id);
+    let released = 0;
+    let stillHeld = 0;
+    const todo: CatalogRecord<MessageRetention>[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, { where: { held: true }, limit: 1000, cursor });
+      for (const m of page.records) if (m.data.holdIds.includes(id)) todo.push(m);
+      cursor = page.nextCursor;
+    } while (cursor);
+    await eachLimit(todo, STORE_CONCURRENCY, async (rec) => {
+      let cur: CatalogRecord<MessageRetention> | undefined = rec;
+      for (;;) {
+        if (!cur) return;
+        const holdIds = cur.data.holdIds.filter((h) => h !== id && others.some((o) => o.id === h));
+        try {
+          await this.o.catalog.update(COLLECTIONS.messages, cur.id, { ...cur.data, holdIds, held: holdIds.length > 0, updatedAt: this.now().toISO()! }, cur.version);
+          break;
+        } catch (err) {
+          if (!(err instanceof CatalogConflictError)) throw err;
+          cur = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, rec.id);
+        }
+      }
+      if (cur.data.holdIds.filter((h) => h !== id && others.some((o) => o.id === h)).length === 0) {
+        await this.o.store.setLegalHold(rec.id, false).catch((err: unknown) => {
+          if (!(err instanceof NotFoundError)) throw err;
+        });
+        released++;
+      } else stillHeld++;
+    });
+    await this.audit(actor, 'retention.hold.release', id, { reason, released, stillHeld });
+    return { released, stillHeld };
+  }
+
+  // ------------------------------------------------------------ helpers
+
+  /** Pages of indexed documents matching a query (date order, cursor paging), within a scope. */
+  async *walk(query: QueryNode, scope: HoldScope | null): AsyncIterable<IndexedMessage[]> {
+    let cursor: string | undefined;
+    do {
+      const page = await this.o.index.search({ query, scope, sort: 'date', order: 'asc', size: WALK_PAGE, cursor });
+      if (page.hits.length) yield page.hits;
+      cursor = page.nextCursor;
+    } while (cursor);
+  }
+
+  private async listAll<T>(collection: string, where?: Record<string, string>): Promise<CatalogRecord<T>[]> {
+    const out: CatalogRecord<T>[] = [];
+    let cursor: string | undefined;
+    do {
+      const page = await this.o.catalog.list<T>(collection, { where, limit: 1000, cursor });
+      out.push(...page.records);
+      cursor = page.nextCursor;
+    } while (cursor);
+    if (collection === COLLECTIONS.policyVersions && where?.id) return out.filter((r) => r.id.startsWith(`${where.id}@`));
+    return out;
+  }
+}
+
+/** Whether an active hold covers a document (its query, within its creator's scope). */
+export function holdCovers(h: Hold, doc: IndexedMessage): boolean {
+  return h.status === 'active' && inScope(doc, h.scope) && matchDocument(holdQuery(h), doc);
+}
+
+/**
+ * The governing policy of a document: of the matching non-default policies,
+ * the one giving the latest retain-until (longest wins); the default policy
+ * when none matches.
+ */
+export function evaluate(doc: IndexedMessage, policies: Policy[]): Evaluation {
+  let best: Evaluation | undefined;
+  for (const p of policies) {
+    if (p.isDefault || !matchDocument(policyQuery(p.matcher), doc)) continue;
+    const until = computeRetainUntil(p.period, doc);
+    if (!best || until > best.until || (until === best.until && p.id < best.policy.id)) best = { policy: p, until };
+  }
+  if (best) return best;
+  const def = policies.find((p) => p.isDefault);
+  if (!def) throw new Error('no default retention policy (RetentionService.init was not run)');
+  return { policy: def, until: computeRetainUntil(def.period, doc) };
+}
+
+function orOf(a: QueryNode, b: QueryNode): QueryNode {
+  if (a.type === 'all' || b.type === 'all') return { type: 'all' };
+  if (JSON.stringify(a) === JSON.stringify(b)) return a;
+  return { type: 'or', children: [...(a.type === 'or' ? a.children : [a]), ...(b.type === 'or' ? b.children : [b])] };
+}
+
+function sameRecord(a: MessageRetention, b: MessageRetention): boolean {
+  return (
+    a.policyId === b.policyId &&
+    a.policyVersion === b.policyVersion &&
+    a.retainUntil === b.retainUntil &&
+    a.policyRetainUntil === b.policyRetainUntil &&
+    a.action === b.action &&
+    a.holdIds.join() === b.holdIds.join()
+  );
+}
+
+/** Runs `fn` over items with at most `limit` in flight. */
+export async function eachLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
+}
