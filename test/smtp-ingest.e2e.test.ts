@@ -13,6 +13,7 @@ import { archivedSha, sendRaw, smtpDialog } from './helpers/smtp-client.js';
 import { CORPUS, startInProcess } from './helpers/archive-process.js';
 import { listFiles, smtpCanonical, streamToBuffer } from './helpers/mail-files.js';
 import type { RunningArchive } from '../src/main.js';
+import { MODES } from './helpers/modes.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const run = promisify(execFile);
@@ -63,11 +64,12 @@ function journalReport(original: Buffer): Buffer {
   return Buffer.concat([Buffer.from(head), original, Buffer.from(`\r\n--${b}--\r\n`)]);
 }
 
-describe('SMTP journal endpoint', () => {
+for (const { mode, enabled, env } of MODES) {
+describe.runIf(enabled)(`SMTP journal endpoint (${mode})`, () => {
   let archive: RunningArchive & { dataDir: string };
 
   beforeAll(async () => {
-    archive = await startInProcess({ ARCHIVE_SMTP_MAX_SIZE: '1MB' });
+    archive = await startInProcess({ ...(await env()), ARCHIVE_SMTP_MAX_SIZE: '1MB' });
   });
   afterAll(async () => {
     await archive?.close();
@@ -125,7 +127,8 @@ describe('SMTP journal endpoint', () => {
     expect(await readdir(path.join(archive.dataDir, 'spool'))).toEqual([]);
   });
 
-  it('answers 451 when the store cannot write, and leaves nothing half-written', async () => {
+  // The S3 case (service stopped) is in resilience.test.ts.
+  if (mode === 'embedded') it('answers 451 when the store cannot write, and leaves nothing half-written', async () => {
     const objects = path.join(archive.dataDir, 'store', 'objects');
     const aside = `${objects}.aside`;
     const msg = Buffer.from('Subject: while broken\r\nMessage-ID: <broken@example.com>\r\n\r\nunique body 451\r\n');
@@ -171,6 +174,7 @@ describe('SMTP journal endpoint', () => {
     }
   });
 });
+}
 
 describe('SMTP endpoint with the default size limit', () => {
   it('takes every corpus file, including the large ones', async () => {

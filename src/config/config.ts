@@ -221,6 +221,12 @@ export const envSchema = z.object({
   ARCHIVE_SIGNING_KEY: optionalString,
   /** Export jobs run at once per process. Each holds one PDF renderer and a few messages in flight; PDF rendering is CPU-bound (about one core per job). */
   ARCHIVE_EXPORT_CONCURRENCY: z.coerce.number().int().min(1).max(16).default(1),
+  /** Minutes between scheduled disposition runs; 0 turns the schedule off (`archive dispose` still works). */
+  ARCHIVE_DISPOSITION_INTERVAL_MINUTES: z.coerce.number().int().min(0).max(10_080).default(60),
+  /** Longest one disposition run works, in seconds; it stops between messages and the next run resumes. */
+  ARCHIVE_DISPOSITION_BUDGET_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  /** Four-eyes mode: every disposition waits for a second person's approval before anything is deleted. */
+  ARCHIVE_DISPOSITION_FOUR_EYES: bool(false),
   /**
    * Items between export checkpoints. A checkpoint fsyncs what was written since the last one
    * (a few ms per hundred files); a killed export redoes at most this many items.

@@ -1,0 +1,325 @@
+/**
+ * The disposition job: deletes messages past retain-until that no hold
+ * covers, and only those (promise 5).
+ *
+ * - Scheduling: `start(intervalMs)` runs it on a timer (ARCHIVE_DISPOSITION_INTERVAL_MINUTES);
+ *   `run()` once (`archive dispose`, the API). No retries of its own: a
+ *   skipped message is simply met again by the next run.
+ * - Lock: a catalog lease (`retention_leases/disposition`, TTL 2 × the
+ *   budget) so one node at a time runs it; renewed between pages.
+ * - Budget: stops between messages after `budgetMs` of wall time and reports
+ *   `complete: false`; the next run resumes (work is found afresh from the
+ *   catalog, and a message left `disposing` by a crash is finished first).
+ * - Guards, each fail-closed (any error: skip the message and report it):
+ *   the catalog record (fresh read) is not held and past retain-until; no
+ *   active hold covers the indexed document; the object carries no legal
+ *   hold; the object's own retention is over. The store's deleteMessage
+ *   checks hold and retention once more itself.
+ * - Four-eyes mode (and `review` policies): a due message is first proposed
+ *   (`awaiting_approval`); it is deleted only after approval by a person
+ *   other than the proposer (two people when the scheduler proposed it).
+ * - Records: each deletion writes an immutable disposition record (created
+ *   once, never updated) and each run one audit event with a digest of
+ *   what it deleted.
+ */
+import { createHash } from 'node:crypto';
+import { hostname } from 'node:os';
+import type { Logger } from 'pino';
+import type { CatalogRecord, CatalogStore } from '../src/ports/catalog-store.js';
+import type { MessageIndex } from '../src/ports/message-index.js';
+import type { ObjectStore } from '../src/ports/object-store.js';
+import { CatalogConflictError, ForbiddenError, NotFoundError, ValidationError } from '../src/errors.js';
+import { CatalogLease } from './lease.js';
+import { holdCovers, type AuditSink, type RetentionActor, type RetentionService } from './retention-service.js';
+import { COLLECTIONS, type Clock, type DispositionRecord, type Hold, type MessageRetention, type MessageState, type Policy } from './types.js';
+
+export const DISPOSITION_JOB = 'disposition';
+
+export interface DispositionJobOptions {
+  catalog: CatalogStore;
+  index: MessageIndex;
+  store: ObjectStore;
+  audit: AuditSink;
+  service: RetentionService;
+  clock: Clock;
+  log: Logger;
+  /** Four-eyes: nothing is deleted before a second person approves it. */
+  fourEyes: boolean;
+  /** Wall-clock ms one run may work; it stops between messages after that. */
+  budgetMs: number;
+  /** Candidates read from the catalog per page (one list query each). */
+  pageSize?: number;
+  /** This node's name in the lease. */
+  owner?: string;
+}
+
+export interface SkippedMessage {
+  sha256: string;
+  reason: string;
+}
+
+export interface DispositionRunReport {
+  dryRun: boolean;
+  /** False when another node holds the lease: nothing was done. */
+  acquired: boolean;
+  /** False when the budget ran out; the next run resumes. */
+  complete: boolean;
+  examined: number;
+  disposed: number;
+  /** Proposed for approval in this run (four-eyes, review policies). */
+  proposed: number;
+  skipped: SkippedMessage[];
+  /** Dry run: the messages that would be disposed of or proposed. */
+  candidates: { sha256: string; retainUntil: string; policyId: string; action: 'delete' | 'propose' }[];
+  /** SHA-256 over the newline-joined sha256 list of what this run deleted. */
+  digest: string;
+  startedAt: string;
+  finishedAt: string;
+}
+
+export class DispositionJob {
+  private readonly pageSize: number;
+  private readonly owner: string;
+  private timer: NodeJS.Timeout | undefined;
+  private running: Promise<unknown> | undefined;
+
+  constructor(private readonly o: DispositionJobOptions) {
+    this.pageSize = o.pageSize ?? 200;
+    this.owner = o.owner ?? `${hostname()}:${process.pid}`;
+  }
+
+  /** Runs every `intervalMs` (errors are logged; the next tick tries again). */
+  start(intervalMs: number): void {
+    if (this.timer || intervalMs <= 0) return;
+    this.timer = setInterval(() => {
+      if (this.running) return;
+      this.running = this.run({ actor: { user: 'scheduler' } })
+        .then((r) => this.o.log.info({ disposed: r.disposed, proposed: r.proposed, skipped: r.skipped.length, complete: r.complete }, 'disposition run'))
+        .catch((err: unknown) => this.o.log.error({ err }, 'disposition run failed'))
+        .finally(() => (this.running = undefined));
+    }, intervalMs);
+    this.timer.unref();
+  }
+
+  async stop(): Promise<void> {
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    await this.running;
+  }
+
+  private nowIso(): string {
+    return this.o.clock().toUTC().toJSDate().toISOString();
+  }
+
+  async run(opts: { dryRun?: boolean; actor: RetentionActor }): Promise<DispositionRunReport> {
+    const started = Date.now();
+    const report: DispositionRunReport = {
+      dryRun: !!opts.dryRun,
+      acquired: false,
+      complete: true,
+      examined: 0,
+      disposed: 0,
+      proposed: 0,
+      skipped: [],
+      candidates: [],
+      digest: '',
+      startedAt: this.nowIso(),
+      finishedAt: '',
+    };
+    const lease = new CatalogLease(this.o.catalog, DISPOSITION_JOB, this.owner, Math.max(2 * this.o.budgetMs, 60_000));
+    if (!opts.dryRun && !(await lease.acquire())) {
+      report.finishedAt = this.nowIso();
+      return report;
+    }
+    report.acquired = true;
+    const deleted: string[] = [];
+    try {
+      const policies = new Map((await this.o.service.listPolicies()).map((p) => [p.id, p]));
+      const holds = await this.o.service.activeHolds();
+      // Unfinished deletions first (a crash mid-way), then approved ones, then newly due ones.
+      for (const state of ['disposing', 'approved', 'active'] as const) {
+        const seen = new Set<string>();
+        for (;;) {
+          if (Date.now() - started > this.o.budgetMs) {
+            report.complete = false;
+            break;
+          }
+          const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, {
+            where: { state, held: false },
+            range: { retainUntil: { lte: this.nowIso() } },
+            orderBy: 'retainUntil',
+            limit: this.pageSize,
+          });
+          const fresh = page.records.filter((r) => !seen.has(r.id));
+          if (!fresh.length) break;
+          for (const rec of fresh) {
+            seen.add(rec.id);
+            if (Date.now() - started > this.o.budgetMs) {
+              report.complete = false;
+              break;
+            }
+            report.examined++;
+            const outcome = await this.handle(rec, state, policies, holds, opts, report);
+            if (outcome === 'deleted') deleted.push(rec.id);
+          }
+          if (report.complete === false) break;
+          if (!opts.dryRun) await lease.renew();
+          // A dry run changes nothing, so the same page would come back: it pages by what it has seen.
+          if (page.records.length < this.pageSize) break;
+        }
+        if (!report.complete) break;
+      }
+    } finally {
+      if (!opts.dryRun) await lease.release();
+    }
+    report.digest = createHash('sha256').update(deleted.sort().join('\n')).digest('hex');
+    report.finishedAt = this.nowIso();
+    if (!opts.dryRun && (report.disposed || report.proposed || report.skipped.length)) {
+      await this.o.audit.record({
+        action: 'retention.dispose',
+        outcome: 'success',
+        user: opts.actor.user,
+        clientAddress: opts.actor.clientAddress ?? null,
+        target: null,
+        details: { disposed: report.disposed, proposed: report.proposed, skipped: report.skipped.length, digest: report.digest, complete: report.complete },
+      });
+    }
+    return report;
+  }
+
+  private async handle(
+    rec: CatalogRecord<MessageRetention>,
+    state: MessageState,
+    policies: Map<string, Policy>,
+    holds: Hold[],
+    opts: { dryRun?: boolean; actor: RetentionActor },
+    report: DispositionRunReport,
+  ): Promise<'deleted' | 'proposed' | 'skipped'> {
+    const sha = rec.id;
+    try {
+      const needsApproval = state === 'active' && (this.o.fourEyes || rec.data.action === 'review');
+      const current = await this.guard(sha, state, holds, state === 'disposing');
+      if (needsApproval) {
+        if (opts.dryRun) {
+          report.candidates.push({ sha256: sha, retainUntil: current.data.retainUntil, policyId: current.data.policyId, action: 'propose' });
+          return 'proposed';
+        }
+        const proposer = opts.actor.user;
+        await this.o.catalog.update(COLLECTIONS.messages, sha, { ...current.data, state: 'awaiting_approval', proposedBy: proposer, approvals: [], updatedAt: this.nowIso() }, current.version);
+        report.proposed++;
+        return 'proposed';
+      }
+      if (opts.dryRun) {
+        report.candidates.push({ sha256: sha, retainUntil: current.data.retainUntil, policyId: current.data.policyId, action: 'delete' });
+        return 'deleted';
+      }
+      await this.dispose(current, policies, opts.actor);
+      report.disposed++;
+      return 'deleted';
+    } catch (err) {
+      report.skipped.push({ sha256: sha, reason: (err as Error).message || String(err) });
+      this.o.log.warn({ sha256: sha, err: (err as Error).message }, 'disposition skipped a message');
+      return 'skipped';
+    }
+  }
+
+  /**
+   * The fail-closed guard chain. Returns the fresh catalog record when every
+   * guard passes; throws (the message is skipped) otherwise.
+   */
+  private async guard(sha: string, state: MessageState, holds: Hold[], resuming: boolean): Promise<CatalogRecord<MessageRetention>> {
+    const now = this.nowIso();
+    // 1. The catalog, read again: not held, past retain-until, in the expected state.
+    const rec = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, sha);
+    if (!rec) throw new Error('no retention record');
+    if (rec.data.state !== state) throw new Error(`state changed to ${rec.data.state}`);
+    if (rec.data.held || rec.data.holdIds.length) throw new Error(`held by ${rec.data.holdIds.join(', ')}`);
+    if (!(rec.data.retainUntil <= now)) throw new Error(`retained until ${rec.data.retainUntil}`);
+    // 2. Every active hold, re-evaluated against the indexed document (a hold placed while it was being ingested).
+    const stored = await this.o.store.statMessage(sha);
+    if (!stored && resuming) return rec; // deleted before a crash: only the bookkeeping is left
+    if (!stored) throw new Error('message not in the store');
+    const doc = await this.o.index.get(sha);
+    if (!doc) throw new Error('not in the index: holds cannot be re-checked');
+    const covering = holds.filter((h) => holdCovers(h, doc));
+    if (covering.length) throw new Error(`covered by active hold ${covering.map((h) => h.id).join(', ')}`);
+    // 3. The object's own legal hold and retention.
+    if (await this.o.store.getLegalHold(sha)) throw new Error('the stored object is under a legal hold');
+    const r = await this.o.store.getRetention(sha);
+    if (r && r.retainUntil.toISOString() > now) throw new Error(`the stored object is retained until ${r.retainUntil.toISOString()}`);
+    return rec;
+  }
+
+  private async dispose(rec: CatalogRecord<MessageRetention>, policies: Map<string, Policy>, actor: RetentionActor): Promise<void> {
+    const sha = rec.id;
+    const now = this.nowIso();
+    let cur = rec;
+    if (cur.data.state !== 'disposing') {
+      // Marked first: a crash from here on is finished by the next run, under the same record id.
+      const dispositionId = `${now.replace(/[-:.]/g, '')}-${sha}`;
+      cur = await this.o.catalog.update(COLLECTIONS.messages, sha, { ...cur.data, state: 'disposing', dispositionId, updatedAt: now }, cur.version);
+    }
+    try {
+      await this.o.store.deleteMessage(sha);
+    } catch (err) {
+      // Nothing was deleted (the store refuses before deleting): back to where it was.
+      const back: MessageState = rec.data.state === 'disposing' ? 'active' : rec.data.state;
+      await this.o.catalog.update(COLLECTIONS.messages, sha, { ...cur.data, state: back, dispositionId: undefined }, cur.version).catch(() => undefined);
+      throw err;
+    }
+    await this.o.index.delete([sha]);
+    const policy = policies.get(cur.data.policyId);
+    const approvals = cur.data.approvals ?? [];
+    const record: DispositionRecord = {
+      id: cur.data.dispositionId!,
+      sha256: sha,
+      messageId: cur.data.messageId,
+      date: new Date(cur.data.date).toISOString(),
+      size: cur.data.size,
+      policyId: cur.data.policyId,
+      policyName: policy?.name ?? cur.data.policyId,
+      policyVersion: cur.data.policyVersion,
+      retainUntil: cur.data.retainUntil,
+      disposedAt: now,
+      approver: approvals.length ? approvals.join(', ') : `policy:${cur.data.policyId}@${cur.data.policyVersion}`,
+      runBy: actor.user,
+    };
+    try {
+      await this.o.catalog.create(COLLECTIONS.dispositions, record.id, record);
+    } catch (err) {
+      if (!(err instanceof CatalogConflictError)) throw err; // written before a crash: immutable, keep the first
+    }
+    await this.o.catalog.update(COLLECTIONS.messages, sha, { ...cur.data, state: 'disposed', updatedAt: now }, cur.version);
+  }
+
+  /** Messages waiting for approval (four-eyes, review policies). */
+  async pending(limit = 1000): Promise<MessageRetention[]> {
+    const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, { where: { state: 'awaiting_approval' }, orderBy: 'retainUntil', limit });
+    return page.records.map((r) => r.data);
+  }
+
+  /**
+   * Approves proposed dispositions. The proposer cannot approve their own
+   * proposal; a proposal by the scheduler needs two different people. A
+   * message becomes `approved` (deleted by the next run, guards again) once
+   * enough people approved. Returns how many became approved.
+   */
+  async approve(shas: string[], actor: RetentionActor): Promise<{ approved: number; waiting: number }> {
+    if (!actor.user || actor.user === 'scheduler') throw new ValidationError('approval needs a person');
+    let approved = 0;
+    let waiting = 0;
+    for (const sha of shas) {
+      const rec = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, sha);
+      if (!rec || rec.data.state !== 'awaiting_approval') throw new NotFoundError(`${sha} is not awaiting approval`);
+      if (rec.data.proposedBy === actor.user) throw new ForbiddenError('four-eyes: the proposer cannot approve their own proposal');
+      const approvals = [...new Set([...(rec.data.approvals ?? []), actor.user])];
+      const people = new Set([...approvals, ...(rec.data.proposedBy && rec.data.proposedBy !== 'scheduler' ? [rec.data.proposedBy] : [])]);
+      const done = people.size >= 2;
+      await this.o.catalog.update(COLLECTIONS.messages, sha, { ...rec.data, approvals, state: done ? 'approved' : 'awaiting_approval', updatedAt: this.nowIso() }, rec.version);
+      if (done) approved++;
+      else waiting++;
+    }
+    await this.o.audit.record({ action: 'retention.disposition.approve', outcome: 'success', user: actor.user, clientAddress: actor.clientAddress ?? null, target: null, details: { messages: shas.length, approved, waiting } });
+    return { approved, waiting };
+  }
+}
