@@ -138,22 +138,18 @@ export class DispositionJob {
       const holds = await this.o.service.activeHolds();
       // Unfinished deletions first (a crash mid-way), then approved ones, then newly due ones.
       for (const state of ['disposing', 'approved', 'active'] as const) {
-        const seen = new Set<string>();
-        for (;;) {
-          if (Date.now() - started > this.o.budgetMs) {
-            report.complete = false;
-            break;
-          }
+        let cursor: string | undefined;
+        const until = this.nowIso();
+        do {
+          // Cursor paging by (retainUntil, id): records this run changes drop out, skipped ones are passed over.
           const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, {
             where: { state, held: false },
-            range: { retainUntil: { lte: this.nowIso() } },
+            range: { retainUntil: { lte: until } },
             orderBy: 'retainUntil',
             limit: this.pageSize,
+            cursor,
           });
-          const fresh = page.records.filter((r) => !seen.has(r.id));
-          if (!fresh.length) break;
-          for (const rec of fresh) {
-            seen.add(rec.id);
+          for (const rec of page.records) {
             if (Date.now() - started > this.o.budgetMs) {
               report.complete = false;
               break;
@@ -162,11 +158,10 @@ export class DispositionJob {
             const outcome = await this.handle(rec, state, policies, holds, opts, report);
             if (outcome === 'deleted') deleted.push(rec.id);
           }
-          if (report.complete === false) break;
+          if (!report.complete) break;
           if (!opts.dryRun) await lease.renew();
-          // A dry run changes nothing, so the same page would come back: it pages by what it has seen.
-          if (page.records.length < this.pageSize) break;
-        }
+          cursor = page.nextCursor;
+        } while (cursor);
         if (!report.complete) break;
       }
     } finally {

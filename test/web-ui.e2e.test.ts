@@ -122,6 +122,18 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
   }
 
+  /** Opens a page as the officer, signing in first when the session is gone. */
+  async function openAsOfficer(page: Page, target: string) {
+    await page.goto(`${base}${target}`);
+    await page.waitForFunction(() => !(globalThis as unknown as { document: { body: { innerText: string } } }).document.body.innerText.includes('Loading…'));
+    if (new URL(page.url()).pathname === '/sign-in') {
+      await page.getByLabel('E-mail').fill(officer.email);
+      await page.getByLabel('Password').fill(PASSWORD);
+      await page.getByRole('button', { name: 'Sign in' }).click();
+      await page.waitForURL((u) => !u.pathname.startsWith('/sign-in'));
+    }
+  }
+
   beforeAll(async () => {
     await rm(SHOTS, { recursive: true, force: true });
     await mkdir(SHOTS, { recursive: true });
@@ -233,7 +245,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
 
   it('officer: opens a message (headers, Bcc and expanded recipients, thread, integrity) and downloads the original', async () => {
     const page = await ctx.newPage();
-    await page.goto(`${base}/search?q=${encodeURIComponent('subject:"Budget approval"')}`);
+    await openAsOfficer(page, `/search?q=${encodeURIComponent('subject:"Budget approval"')}`);
     await page.locator('#results tbody tr').first().waitFor();
     await page.getByRole('link', { name: 'Budget approval for Q3', exact: true }).click();
     await page.waitForURL(new RegExp(`/messages/${ids.budget}$`));
@@ -258,7 +270,9 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
 
   it('hostile HTML stays inert: no script, handler, form, refresh, CSS or remote load; after "load images" only the images load', async () => {
     const page = await ctx.newPage();
-    await page.goto(`${base}/messages/${ids.hostile}`);
+    page.on('console', (m) => console.log('CONSOLE', m.text()));
+    page.on('pageerror', (e) => console.log('PAGEERR', e.message));
+    await openAsOfficer(page, `/messages/${ids.hostile}`);
     const frameEl = page.locator('#body-frame');
     await frameEl.waitFor();
     expect(await frameEl.getAttribute('sandbox')).toBe('');
@@ -298,7 +312,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
 
   it('officer: runs an EML export to completion from the search and downloads the package', async () => {
     const page = await ctx.newPage();
-    await page.goto(`${base}/search?q=budget`);
+    await openAsOfficer(page, '/search?q=budget');
     await page.locator('#results tbody tr').first().waitFor();
     await page.locator('#export-results').click();
     await page.waitForURL(/\/exports\?q=budget/);
@@ -337,7 +351,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     if (!hasCases || !hasReports) {
       console.warn(`\n!!!! web UI: ${hasCases ? '' : 'cases/holds API missing; '}${hasReports ? '' : 'retention report API missing; '}the browser test covers their placeholder pages only !!!!\n`);
     }
-    await page.goto(`${base}/cases`);
+    await openAsOfficer(page, '/cases');
     await page.locator('main h1').waitFor();
     if (!hasCases) expect(await page.locator('main .banner').textContent()).toMatch(/does not offer that API yet/);
     await shot(page, '08-cases');
@@ -350,7 +364,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
   it('an expired session goes to sign-in and comes back to the same URL', async () => {
     const page = await ctx.newPage();
     const target = `/search?q=${encodeURIComponent('from:alice@corp.example')}`;
-    await page.goto(`${base}${target}`);
+    await openAsOfficer(page, target);
     await page.locator('#results tbody tr').first().waitFor();
     await ctx.clearCookies();
     await page.reload();
@@ -363,7 +377,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     await page.waitForURL((u) => u.pathname === '/search');
     expect(new URL(page.url()).searchParams.get('q')).toBe('from:alice@corp.example');
     await page.locator('#results tbody tr').first().waitFor();
-    await archive.services.auth.signOut((await archive.services.auth.authenticateSession((await ctx.cookies()).find((c) => c.name === 'archive_session')!.value))!, TEST_ACTOR);
+    await archive.services.auth.signOut((await archive.services.auth.authenticateSession((await ctx.cookies()).find((c) => c.name.endsWith('archive_session'))!.value))!, TEST_ACTOR);
     await page.getByLabel('Query').fill('budget');
     await page.getByLabel('Query').press('Enter');
     await page.waitForURL(/\/sign-in\?expired=1/);

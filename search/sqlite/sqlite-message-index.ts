@@ -74,6 +74,7 @@ import {
   ftsString,
   personKey,
   reverseDomain,
+  type CompiledQuery,
   type SqlFragment,
   type TableNames,
 } from './sqlite-query-compiler.js';
@@ -454,8 +455,9 @@ class TableWriter {
       senderUsed: db.prepare(
         `SELECT 1 FROM ${t.idents} i CROSS JOIN ${t.people} p ON p.iid = i.iid WHERE i.address = ? AND ((p.pid >> ${ROLE_SHIFT}) & ${PERSON.from}) != 0 LIMIT 1`,
       ),
+      // Walks the domain's identities and stops at the first one still a recipient somewhere.
       domainUsed: db.prepare(
-        `SELECT 1 FROM ${t.people} p WHERE p.iid IN (SELECT rowid FROM ${t.identFts} WHERE ${t.identFts} MATCH ?) AND ((p.pid >> ${ROLE_SHIFT}) & ${PERSON.recipient}) != 0 LIMIT 1`,
+        `SELECT 1 FROM ${t.identFts} CROSS JOIN ${t.people} p ON p.iid = ${t.identFts}.rowid WHERE ${t.identFts} MATCH ? AND ((p.pid >> ${ROLE_SHIFT}) & ${PERSON.recipient}) != 0 LIMIT 1`,
       ),
       getIdent: db.prepare<[string, string], { iid: number }>(`SELECT iid FROM ${t.idents} WHERE address = ? AND name = ?`),
       insIdent: db.prepare(`INSERT INTO ${t.idents} (address, name) VALUES (?, ?)`),
@@ -874,7 +876,7 @@ export class SqliteMessageIndex implements MessageIndex {
    * set is small, else by intersecting with the scope's set from people_fts
    * postings, whose cost follows the scope's size instead.
    */
-  private fillHits(compiled: ReturnType<SqliteQueryCompiler['compile']>, req: SearchRequest, scope: SqlFragment | undefined, relevance: boolean): void {
+  private fillHits(compiled: CompiledQuery, req: SearchRequest, scope: SqlFragment | undefined, relevance: boolean): void {
     const t = this.t;
     this.stmt('DELETE FROM temp.hits').run();
     if (compiled.matchesAll && req.scope) {

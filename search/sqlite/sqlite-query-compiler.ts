@@ -101,8 +101,7 @@ export interface CompiledQuery {
   matchesAll: boolean;
 }
 
-/** FTS5 columns of the text table, by text field. `any` is every column, which needs no filter. */
-export const TEXT_COLUMNS = ['subject_t', 'body_t', 'attname_t', 'atttext_t'] as const;
+/** FTS5 columns of the text table, by text field. `any` is every column (subject_t, body_t, attname_t, atttext_t), which needs no filter. */
 const COLUMN_OF: Record<Exclude<TextField, 'any'>, string> = {
   subject: 'subject_t',
   body: 'body_t',

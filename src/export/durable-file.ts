@@ -1,10 +1,11 @@
 /**
- * Per-item files of a package, written so that they are on stable storage
- * when written: data fsync'd (fdatasync) on the handle that wrote it, before
- * it is closed, while other items are still in flight (the export keeps
- * several items going, so these syncs overlap on the thread pool). The
- * checkpoint then only syncs the directories of the renames. Hashes are
- * taken as the bytes pass, so nothing is read back.
+ * Per-item files of a package. Written ahead of the in-order commit
+ * (natives), they are fsync'd (fdatasync) on the handle that wrote them
+ * before it is closed, while other items are still in flight, so these
+ * syncs overlap on the thread pool. Written on the in-order path (PDFs,
+ * text), they are left to the next checkpoint, which syncs them all at once
+ * in parallel: a sync per file there would serialise the export on disk
+ * latency. Hashes are taken as the bytes pass, so nothing is read back.
  */
 import { createHash } from 'node:crypto';
 import { open, type FileHandle } from 'node:fs/promises';
@@ -17,7 +18,7 @@ export interface WrittenFile {
 }
 
 /** Writes an async stream of chunks to `path`, durably; returns the hashes of what was written. */
-export async function writeDurably(src: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, path: string): Promise<WrittenFile> {
+export async function writeDurably(src: AsyncIterable<Buffer | string> | Iterable<Buffer | string>, path: string, opts: { sync?: boolean } = {}): Promise<WrittenFile> {
   const sha = createHash('sha256');
   const md5 = createHash('md5');
   let size = 0;
@@ -31,7 +32,7 @@ export async function writeDurably(src: AsyncIterable<Buffer | string> | Iterabl
       let off = 0;
       while (off < c.length) off += (await fh.write(c, off, c.length - off)).bytesWritten;
     }
-    await fh.datasync();
+    if (opts.sync !== false) await fh.datasync();
   } finally {
     await fh.close();
   }
@@ -45,7 +46,11 @@ export class DurableFileSink extends Writable {
   private size = 0;
   private position = 0;
 
-  constructor(private readonly path: string) {
+  /** `sync: false` leaves the fsync to the caller (the next checkpoint), for files written on the in-order path. */
+  constructor(
+    private readonly path: string,
+    private readonly opts: { sync?: boolean } = {},
+  ) {
     super();
   }
 
@@ -71,7 +76,7 @@ export class DurableFileSink extends Writable {
   }
 
   override _final(cb: (err?: Error | null) => void): void {
-    this.fh!.datasync()
+    (this.opts.sync === false ? Promise.resolve() : this.fh!.datasync())
       .then(() => this.fh!.close())
       .then(
         () => cb(),

@@ -177,8 +177,10 @@ export class ExportRun {
   private listed!: ItemListResult;
   private outputs = new Map<string, AppendFile>();
   private combined?: BatesPdf;
-  /** Per-item files written since the last checkpoint: fsync'd by the next. */
+  /** Per-item files written since the last checkpoint without their own fsync: synced by the next. */
   private unsynced: string[] = [];
+  /** Directories that got files since the last checkpoint: their entries are synced by the next. */
+  private readonly renamedDirs = new Set<string>();
   private sinceCheckpoint = 0;
   private lastCheckpoint = Date.now();
   private phase: ExportPhase = 'listing';
@@ -370,7 +372,7 @@ export class ExportRun {
         pages.children.forEach((c, i) => (childPages[i] = c));
       } else {
         const tmp = this.p(`${W.tmp}/${item.n}.pdf`);
-        const file = new DurableFileSink(tmp);
+        const file = new DurableFileSink(tmp, { sync: false });
         const pdf = new BatesPdf(file, this.pdfOptions());
         const pages = pdf.renderFamily(family, () => batesNumber(this.req.bates, famStart));
         await pdf.end();
@@ -406,7 +408,7 @@ export class ExportRun {
     });
 
     // Natives into place.
-    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path, { sha256: item.id, size: prep.native.size });
+    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path, { sha256: item.id, size: prep.native.size }, true);
     for (let i = 0; i < prep.children.length; i++) {
       const c = prep.children[i]!;
       const d = docs[i + 1]!;
@@ -539,11 +541,12 @@ export class ExportRun {
   }
 
   /** Renames a finished temp file into place; `hash` was taken as it was written (what the file holds). */
-  private async place(tmp: string, rel: string, hash: { sha256: string; size: number }): Promise<{ sha256: string; size: number }> {
+  private async place(tmp: string, rel: string, hash: { sha256: string; size: number }, synced = false): Promise<{ sha256: string; size: number }> {
     const dest = this.p(rel);
     await this.mkdirOnce(path.dirname(dest));
     await rename(tmp, dest);
-    this.unsynced.push(dest);
+    this.renamedDirs.add(path.dirname(dest));
+    if (!synced) this.unsynced.push(dest);
     this.cp.fileBytes += hash.size;
     return hash;
   }
@@ -557,8 +560,9 @@ export class ExportRun {
   private async writeText(rel: string, text: string): Promise<JournalFile> {
     const dest = this.p(rel);
     await this.mkdirOnce(path.dirname(dest));
-    const w = await writeDurably([Buffer.from(text, 'utf8')], dest);
+    const w = await writeDurably([Buffer.from(text, 'utf8')], dest, { sync: false });
     this.unsynced.push(dest);
+    this.renamedDirs.add(path.dirname(dest));
     this.cp.fileBytes += w.size;
     return { path: rel, sha256: w.sha256, size: w.size };
   }
@@ -654,9 +658,11 @@ export class ExportRun {
 
   private async checkpoint(): Promise<void> {
     for (const f of this.outputs.values()) await f.sync();
-    // The files themselves were synced as they were written; their renames are made durable here.
-    await syncPaths([...new Set(this.unsynced.map((f) => path.dirname(f)))]);
+    // Files written on the in-order path, then the directories of every rename since the last checkpoint.
+    await syncPaths(this.unsynced);
+    await syncPaths([...this.renamedDirs]);
     this.unsynced = [];
+    this.renamedDirs.clear();
     for (const [rel, f] of this.outputs) this.cp.outputs[rel] = f.offset;
     await writeJsonAtomic(this.p(W.checkpoint), this.cp);
     this.sinceCheckpoint = 0;

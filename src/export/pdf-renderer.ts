@@ -78,6 +78,45 @@ const STAMP_SIZE = 9;
 
 type Doc = PDFKit.PDFDocument & { _font?: unknown; _fontSize?: number };
 
+interface AfmMetrics {
+  attributes: unknown;
+  glyphWidths: unknown;
+  boundingBoxes: unknown;
+  kernPairs: unknown;
+}
+
+let afmCacheInstalled = false;
+
+/**
+ * pdfkit parses the metrics file of a standard font (about 100 KB of text,
+ * some 2 ms) for every document that uses it: with one PDF per message that
+ * is most of the rendering time. The parsed metrics are plain read-only maps,
+ * so they are parsed once per process and shared. pdfkit does not export
+ * its AFM parser; it is reached through the first document's font object.
+ * If pdfkit changes shape, this does nothing and rendering is only slower.
+ */
+function installAfmCache(doc: Doc): void {
+  if (afmCacheInstalled) return;
+  afmCacheInstalled = true;
+  const afm = (doc as unknown as { _font?: { font?: object } })._font?.font;
+  const proto = afm ? (Object.getPrototypeOf(afm) as { parse?: (this: AfmMetrics, contents: string) => void }) : undefined;
+  if (!proto || typeof proto.parse !== 'function') return;
+  const parse = proto.parse;
+  const cache = new Map<string, AfmMetrics>();
+  proto.parse = function (this: AfmMetrics, contents: string) {
+    const hit = cache.get(contents);
+    if (hit) {
+      this.attributes = hit.attributes;
+      this.glyphWidths = hit.glyphWidths;
+      this.boundingBoxes = hit.boundingBoxes;
+      this.kernPairs = hit.kernPairs;
+      return;
+    }
+    parse.call(this, contents);
+    cache.set(contents, { attributes: this.attributes, glyphWidths: this.glyphWidths, boundingBoxes: this.boundingBoxes, kernPairs: this.kernPairs });
+  };
+}
+
 export class BatesPdf {
   private readonly doc: Doc;
   private readonly finished: Promise<void>;
@@ -98,6 +137,7 @@ export class BatesPdf {
       this.doc.once('error', reject);
     });
     this.doc.pipe(out);
+    installAfmCache(this.doc);
     this.doc.on('pageAdded', () => this.stamp());
   }
 

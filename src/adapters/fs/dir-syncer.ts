@@ -1,37 +1,37 @@
 import { open } from 'node:fs/promises';
 
 /**
- * Coalesces directory fsyncs. A rename or link is durable only once its
- * directory is fsync'd; under load many writers land in the same directory at
- * once, and one fsync issued after all of their links covers all of them.
- * So each caller waits for a sync that *starts after* its request: if one is
- * already running, the caller joins the next one, which serves every caller
- * that arrived meanwhile. Cost: at most two fsyncs in flight per directory.
+ * Coalesces directory fsyncs (group commit). A rename or link is durable only
+ * once its directory is fsync'd; under load many writers land in the same
+ * directory at once, and one fsync issued after all of their links covers
+ * all of them. Each caller waits for a sync that *begins after* its request:
+ * it joins a sync that is scheduled but has not begun, or else schedules one.
+ * A scheduled sync waits one event-loop turn before it begins, so links that
+ * finish together (a message and its envelope, other connections) share it.
+ * Cost: one event-loop turn of latency, at most one fsync in flight per
+ * directory.
  */
 export class DirSyncer {
+  private readonly scheduled = new Map<string, Promise<void>>();
   private readonly running = new Map<string, Promise<void>>();
-  private readonly next = new Map<string, Promise<void>>();
 
   sync(dir: string): Promise<void> {
-    const queued = this.next.get(dir);
+    const queued = this.scheduled.get(dir);
     if (queued) return queued;
-    const current = this.running.get(dir);
-    if (!current) return this.start(dir);
-    const p = current
+    const before = this.running.get(dir) ?? Promise.resolve();
+    const p = before
       .catch(() => undefined)
+      .then(() => new Promise<void>((r) => setImmediate(r)))
       .then(() => {
-        this.next.delete(dir);
-        return this.start(dir);
+        // From here on, new callers need a later sync.
+        this.scheduled.delete(dir);
+        const run = fsyncDir(dir).finally(() => {
+          if (this.running.get(dir) === run) this.running.delete(dir);
+        });
+        this.running.set(dir, run);
+        return run;
       });
-    this.next.set(dir, p);
-    return p;
-  }
-
-  private start(dir: string): Promise<void> {
-    const p = fsyncDir(dir).finally(() => {
-      if (this.running.get(dir) === p) this.running.delete(dir);
-    });
-    this.running.set(dir, p);
+    this.scheduled.set(dir, p);
     return p;
   }
 }

@@ -336,8 +336,8 @@ async function searchPage() {
   const form = h(
     'form',
     { role: 'search', 'aria-label': 'Search the archive', class: 'card' },
-    h('label', { for: 'q', style: null }, 'Query'),
-    h('div', { class: 'row' }, h('div', { style: 'flex:1;min-width:300px' }, qbox), h('button', { class: 'primary', type: 'submit' }, 'Search')),
+    h('label', { for: 'q', class: 'qlabel' }, 'Query'),
+    h('div', { class: 'row' }, h('div', { class: 'grow' }, qbox), h('button', { class: 'primary', type: 'submit' }, 'Search')),
     h('p', { id: 'q-help', class: 'muted' }, 'Example: ', h('code', {}, 'participant:alice@example.com date:2023 -from:newsletter@example.com "budget approval"~5 has:attachment'), ' · Press Enter to search, Shift+Enter for a new line.'),
     qerr,
     h('div', { class: 'row' }, h('label', {}, 'Sort by', sortSel), h('label', {}, 'Order', orderSel)),
@@ -411,7 +411,7 @@ async function searchPage() {
   const table = h(
     'table',
     { id: 'results' },
-    h('caption', { class: 'muted', style: 'text-align:left;padding:4px 0' }, `${res.total.toLocaleString('en')} message${res.total === 1 ? '' : 's'}${p.page > 1 ? ` · page ${p.page}` : ''}`),
+    h('caption', { class: 'muted caption' }, `${res.total.toLocaleString('en')} message${res.total === 1 ? '' : 's'}${p.page > 1 ? ` · page ${p.page}` : ''}`),
     h('thead', {}, h('tr', {}, sortHeader('Date'), h('th', {}, 'From'), h('th', {}, 'Subject and text'), h('th', {}, 'Size'))),
     h(
       'tbody',
@@ -420,7 +420,7 @@ async function searchPage() {
         h(
           'tr',
           { class: 'hit' },
-          h('td', { style: 'white-space:nowrap' }, fmtDate(hit.date)),
+          h('td', { class: 'nowrap' }, fmtDate(hit.date)),
           h('td', {}, people(hit.from)),
           h(
             'td',
@@ -430,7 +430,7 @@ async function searchPage() {
             hit.parseError ? h('span', { class: 'badge', title: hit.parseError }, 'unparsed') : null,
             h('div', { class: 'snippet' }, snippetNodes(hit.snippet ?? '')),
           ),
-          h('td', { style: 'white-space:nowrap' }, fmtBytes(hit.size)),
+          h('td', { class: 'nowrap' }, fmtBytes(hit.size)),
         ),
       ),
     ),
@@ -471,7 +471,7 @@ function builder(qbox) {
     h('summary', {}, 'Query builder'),
     h(
       'div',
-      { class: 'row', style: 'margin-top:8px' },
+      { class: 'row spaced' },
       h('label', {}, 'Participants (sender or any recipient)', f.participants),
       h('label', {}, 'Date from', f.from),
       h('label', {}, 'Date to', f.to),
@@ -550,7 +550,7 @@ async function messagePage(id) {
         h(
           'section',
           { class: 'card', 'aria-label': 'Body' },
-          h('div', { class: 'row', style: 'justify-content:space-between;margin-bottom:6px' }, h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Body view' }, tabFormatted, tabText), imagesBtn),
+          h('div', { class: 'row between' }, h('div', { class: 'tabs', role: 'tablist', 'aria-label': 'Body view' }, tabFormatted, tabText), imagesBtn),
           h('p', { class: 'muted', id: 'images-note' }, 'Shown sanitised in a sandbox: scripts, forms and links never run; remote images are blocked until you load them.'),
           frame,
           plain,
@@ -617,7 +617,7 @@ async function exportsPage() {
     q,
     h(
       'div',
-      { class: 'row', style: 'margin-top:8px' },
+      { class: 'row spaced' },
       h('label', {}, 'Format', h('select', { name: 'format', id: 'export-format' }, h('option', { value: 'eml' }, 'EML (native files)'), h('option', { value: 'mbox' }, 'MBOX'), h('option', { value: 'pdf' }, 'PDF, Bates-numbered'), h('option', { value: 'load' }, 'Load file production (DAT/OPT/EDRM)'))),
       h('label', {}, 'Bates prefix', h('input', { name: 'prefix', value: 'ARCH', size: 10 })),
       h('label', {}, 'Bates start', h('input', { name: 'start', type: 'number', value: '1', min: '0' })),
@@ -778,7 +778,7 @@ async function auditPage() {
     const r = await api(`/api/audit?${u}`);
     append(
       tbody,
-      r.records.map((x) => h('tr', {}, h('td', { style: 'white-space:nowrap' }, fmtDate(x.time ?? x.at)), h('td', {}, x.user ?? ''), h('td', {}, x.action), h('td', { class: x.outcome === 'success' ? '' : 'error' }, x.outcome), h('td', { class: 'mono' }, x.target ?? ''), h('td', { class: 'mono' }, JSON.stringify(x.details ?? {})))),
+      r.records.map((x) => h('tr', {}, h('td', { class: 'nowrap' }, fmtDate(x.time ?? x.at)), h('td', {}, x.user ?? ''), h('td', {}, x.action), h('td', { class: x.outcome === 'success' ? '' : 'error' }, x.outcome), h('td', { class: 'mono' }, x.target ?? ''), h('td', { class: 'mono' }, JSON.stringify(x.details ?? {})))),
     );
     cursor = r.nextCursor;
     more.hidden = !cursor;
@@ -812,7 +812,7 @@ async function adminPage() {
       { class: 'row', 'aria-label': 'New user' },
       h('label', {}, 'E-mail', h('input', { name: 'email', type: 'email', required: true })),
       h('label', {}, 'Name', h('input', { name: 'name' })),
-      h('fieldset', { class: 'row', style: 'border:0;padding:0;margin:0' }, h('legend', { class: 'muted' }, 'Roles'), ['officer', 'reviewer', 'auditor', 'admin'].map((r) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'roles', value: r }), r))),
+      h('fieldset', { class: 'row bare' }, h('legend', { class: 'muted' }, 'Roles'), ['officer', 'reviewer', 'auditor', 'admin'].map((r) => h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'roles', value: r }), r))),
       h('label', {}, 'Scope: addresses and domains (empty: all mail)', h('input', { name: 'scope', placeholder: 'alice@example.com, example.org' })),
       h('button', { type: 'submit', class: 'primary' }, 'Create user'),
     );
