@@ -11,5 +11,13 @@ export default tseslint.config(
       '@typescript-eslint/no-explicit-any': 'warn',
     },
   },
+  // The web UI's browser modules (served as they are, no build step).
+  {
+    files: ['src/web/public/**/*.js'],
+    languageOptions: {
+      sourceType: 'module',
+      globals: Object.fromEntries(['window', 'document', 'location', 'history', 'fetch', 'URLSearchParams', 'FormData', 'DOMParser', 'Node', 'console', 'setTimeout', 'clearTimeout'].map((g) => [g, 'readonly'])),
+    },
+  },
   { files: ['bin/**/*.js', 'infra/**/*.js'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } } },
 );

@@ -59,8 +59,20 @@ export class IndexMessageJob {
     index: MessageIndex,
     private readonly log: Logger,
     private readonly pool?: ParsePool,
+    /**
+     * Runs after each batch is in the index, before its jobs succeed (the
+     * retention engine applies policies and holds: retain-until set at
+     * ingest, future messages held). A failure fails the batch's jobs, which
+     * retry; both steps are idempotent.
+     */
+    afterIndex?: (docs: IndexedMessage[]) => Promise<unknown>,
   ) {
-    this.batcher = new DocBatcher({ write: (docs) => index.upsert(docs) });
+    this.batcher = new DocBatcher({
+      write: async (docs) => {
+        await index.upsert(docs);
+        if (afterIndex) await afterIndex(docs);
+      },
+    });
   }
 
   async handle(payload: IndexJobPayload): Promise<void> {

@@ -19,6 +19,7 @@ import { ParsePool } from '../ingest/parse-pool.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
 import { createExports, type ExportService, type ExportJob } from './export/index.js';
+import { DispositionJob, RetentionReports, RetentionService, systemClock } from '../retention/index.js';
 
 export interface Services {
   config: Config;
@@ -41,6 +42,12 @@ export interface Services {
   /** E-discovery exports: start, progress, cancel, download (src/export). */
   exports: ExportService;
   exportJob: ExportJob;
+  /** Retention policies, cases and legal holds (retention/). */
+  retention: RetentionService;
+  /** The scheduled disposition job (ARCHIVE_DISPOSITION_*). */
+  disposition: DispositionJob;
+  /** Data of the auditors' retention reports. */
+  retentionReports: RetentionReports;
   /** Starts consuming index and export jobs in this process (serve with the inline queue, `archive worker`, import). */
   startWorkers(): void;
   close(): Promise<void>;
@@ -88,7 +95,22 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       : undefined;
   const pipeline = new IngestPipeline({ store, queue, log: log.child({ component: 'ingest' }), spoolDir, maxBytes: config.ARCHIVE_SMTP_MAX_SIZE });
   const parsePool = new ParsePool(log.child({ component: 'parse-pool' }), config.ARCHIVE_PARSE_THREADS);
-  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool);
+  const retentionLog = log.child({ component: 'retention' });
+  const retention = new RetentionService({ catalog, index, store, audit, clock: systemClock, log: retentionLog });
+  await retention.init();
+  const disposition = new DispositionJob({
+    catalog,
+    index,
+    store,
+    audit,
+    service: retention,
+    clock: systemClock,
+    log: retentionLog,
+    fourEyes: config.ARCHIVE_DISPOSITION_FOUR_EYES,
+    budgetMs: config.ARCHIVE_DISPOSITION_BUDGET_SECONDS * 1000,
+  });
+  // Retain-until and holds are applied as each batch lands in the index.
+  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool, (docs) => retention.applyToDocuments(docs));
   const { service: exports, job: exportJob } = createExports({ config, log, store, index, queue, catalog, audit });
   let workers = false;
   return {
@@ -107,14 +129,19 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     oidc,
     exports,
     exportJob,
+    retention,
+    disposition,
+    retentionReports: new RetentionReports(catalog, systemClock),
     startWorkers() {
       if (workers) return;
       workers = true;
       indexJob.register(queue, config.ARCHIVE_INDEX_CONCURRENCY);
       exportJob.register(queue, config.ARCHIVE_EXPORT_CONCURRENCY);
+      disposition.start(config.ARCHIVE_DISPOSITION_INTERVAL_MINUTES * 60_000);
     },
     async close() {
       exportJob.stop();
+      await disposition.stop();
       await queue.close();
       await indexJob.flush();
       await parsePool.close();

@@ -155,14 +155,20 @@ describe('SqliteMessageIndex', () => {
     await a.upsert([DOC.budget1]);
     await a.close();
     const db = new Database(file);
-    db.prepare("UPDATE meta SET value = '0' WHERE key = 'schema_version'").run();
+    db.prepare("UPDATE meta SET value = '1' WHERE key = 'schema_version'").run();
+    // A table of an old layout, under a name the current one no longer has.
+    db.exec("CREATE VIRTUAL TABLE people_fts USING fts5(words, content='')");
     db.close();
     const { log, records } = recordingLogger();
     const b = await openIndex(log);
     expect(await b.count()).toBe(0);
+    const check = new Database(file, { readonly: true });
+    expect(check.prepare("SELECT count(*) AS n FROM sqlite_master WHERE name LIKE 'people_fts%'").get()).toEqual({ n: 0 });
+    check.close();
     const warn = records.find((r) => r.level === 40);
     expect(warn?.msg).toMatch(/reindex/);
-    expect(warn).toMatchObject({ from: 0, to: SCHEMA_VERSION });
+    expect(warn).toMatchObject({ from: 1, to: SCHEMA_VERSION });
+    expect(warn?.dropped).toEqual(expect.arrayContaining(['messages', 'people_fts']));
   });
 
   it('refuses an index written by a newer schema version', async () => {

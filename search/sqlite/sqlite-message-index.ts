@@ -79,8 +79,11 @@ import {
   type TableNames,
 } from './sqlite-query-compiler.js';
 
-/** Bumped whenever the tables change shape; an older index is dropped and must be rebuilt (`archive reindex`). */
-export const SCHEMA_VERSION = 1;
+/**
+ * Bumped whenever the tables change shape; an older index is dropped and must
+ * be rebuilt (`archive reindex`). 2: identities, facet dictionary.
+ */
+export const SCHEMA_VERSION = 2;
 
 /**
  * How long a statement waits for another process's write lock before failing
@@ -713,9 +716,17 @@ export class SqliteMessageIndex implements MessageIndex {
       const created: string[] = [];
       const dropped: string[] = [];
       if (stored !== SCHEMA_VERSION) {
-        for (const s of SUFFIXES) {
-          for (const name of Object.values(tableNames(s))) if (this.tableExists(name)) dropped.push(name);
-          db.exec(dropTablesSql(s));
+        // The file holds nothing but this index: drop every table of the old layout, whatever its name
+        // (virtual tables first, which drops their shadow tables with them).
+        const tables = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name <> 'meta' AND name NOT LIKE 'sqlite_%'").all() as {
+          name: string;
+          sql: string | null;
+        }[];
+        tables.sort((a, b) => Number(/^CREATE VIRTUAL/i.test(b.sql ?? '')) - Number(/^CREATE VIRTUAL/i.test(a.sql ?? '')));
+        for (const { name } of tables) {
+          if (!this.tableExists(name)) continue;
+          db.exec(`DROP TABLE "${name.replace(/"/g, '""')}"`);
+          dropped.push(name);
         }
         this.deleteMeta('rebuild');
       }

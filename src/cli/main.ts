@@ -17,6 +17,7 @@ import { checkFixity } from '../integrity/fixity-check.js';
 import { collectStats } from './stats.js';
 import { ProgressLine } from './progress.js';
 import { exportCommand, verifyExportCommand, EXPORT_HELP } from './export-commands.js';
+import { casesCommand, disposeCommand, holdsCommand, policiesCommand, reportsCommand, RETENTION_HELP } from './retention-commands.js';
 
 const HELP = `Usage: archive <command> [options]
 
@@ -35,6 +36,7 @@ Commands:
   tokens create|list|revoke              API tokens (create prints the token last)
   audit verify|seal     Verify the audit trail (exit 1 naming the first bad record); seal it now
 ${EXPORT_HELP}
+${RETENTION_HELP}
   help                  This text
 
 Configuration comes from ARCHIVE_* environment variables; see README.md.`;
@@ -43,6 +45,11 @@ type Command = (args: string[], ctx: { config: Config; log: Logger }) => Promise
 
 const commands: Record<string, Command> = {
   export: exportCommand,
+  policies: policiesCommand,
+  cases: casesCommand,
+  holds: holdsCommand,
+  dispose: disposeCommand,
+  reports: reportsCommand,
   'verify-export': (args) => verifyExportCommand(args),
   serve: async (_args, { config, log }) => {
     const archive = await startArchive(config, log);

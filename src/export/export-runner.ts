@@ -30,7 +30,7 @@ import type { Participant } from '../domain/indexed-message.js';
 import { IntegrityError, NotFoundError } from '../errors.js';
 import { documentFor } from '../../ingest/index.js';
 import { AppendFile } from './append-file.js';
-import { DurableFileSink, writeDurably } from './durable-file.js';
+import { MemorySink, writeHashed } from './hashed-file.js';
 import { splitAttachments } from './attachment-splitter.js';
 import { csvRow, CSV_BOM } from './metadata-csv.js';
 import { datRecord, DAT_BOM } from './concordance-dat.js';
@@ -40,7 +40,7 @@ import type { ExportPhase, ExportProgress, ExportRecordData } from './export-rec
 import { buildItemList, type DuplicateEntry, type ExportItem, type ItemListResult } from './item-list.js';
 import { MboxrdEscaper, mboxFromLine } from './mboxrd-escaper.js';
 import { optLine } from './opticon-opt.js';
-import { hashFile, MANIFEST, readJson, SIGNATURE, syncPaths, walkFiles, WORK_DIR, writeJsonAtomic } from './package-files.js';
+import { hashFile, MANIFEST, readJson, SIGNATURE, syncAll, syncPaths, walkFiles, WORK_DIR, writeJsonAtomic } from './package-files.js';
 import { BatesPdf, type PdfFamily } from './pdf-renderer.js';
 import { signManifest, type SigningKey } from './signing-key.js';
 
@@ -52,6 +52,8 @@ import { signManifest, type SigningKey } from './signing-key.js';
 const PRODUCE_AHEAD = 32;
 /** A checkpoint also happens after this long (ms) even with fewer items, so progress and cancellation stay prompt on slow items. */
 const CHECKPOINT_MS = 5000;
+/** File operations (renames, PDF and text writes) of committed items in flight at once. Cost: the bytes of that many PDFs and texts. */
+const MAX_BACKGROUND_IO = 32;
 /** Characters of a text attachment read into its extracted-text file; beyond this it is produced natively only. */
 const MAX_CHILD_TEXT_BYTES = 10 * 1024 * 1024;
 /** Families (messages with their attachments) per folder of natives, images and text. */
@@ -177,7 +179,7 @@ export class ExportRun {
   private listed!: ItemListResult;
   private outputs = new Map<string, AppendFile>();
   private combined?: BatesPdf;
-  /** Per-item files written since the last checkpoint without their own fsync: synced by the next. */
+  /** Per-item files written since the last checkpoint: made durable by the next. */
   private unsynced: string[] = [];
   /** Directories that got files since the last checkpoint: their entries are synced by the next. */
   private readonly renamedDirs = new Set<string>();
@@ -185,7 +187,9 @@ export class ExportRun {
   private lastCheckpoint = Date.now();
   private phase: ExportPhase = 'listing';
   /** Directories known to exist (one mkdir per folder, not per file). */
-  private readonly dirs = new Set<string>();
+  private readonly dirs = new Map<string, Promise<void>>();
+  private readonly pending = new Set<Promise<void>>();
+  private backgroundError: unknown;
 
   constructor(
     private readonly deps: RunDeps,
@@ -212,6 +216,7 @@ export class ExportRun {
       if (err instanceof Stop) return { outcome: err.decision };
       throw err;
     } finally {
+      await Promise.allSettled(this.pending);
       await this.closeOutputs();
     }
   }
@@ -299,7 +304,7 @@ export class ExportRun {
     try {
       if (this.parts.natives) {
         const tmp = this.p(`${W.tmp}/${item.n}.eml`);
-        const w = await writeDurably(await this.deps.store.getMessage(item.id, { verify: true }), tmp);
+        const w = await writeHashed(await this.deps.store.getMessage(item.id, { verify: true }), tmp);
         prep.native = { tmp, size: w.size, md5: w.md5 };
         prep.md5 = w.md5;
       } else if (!this.parts.mbox) {
@@ -371,15 +376,17 @@ export class ExportRun {
         parentPages.n = pages.parent;
         pages.children.forEach((c, i) => (childPages[i] = c));
       } else {
-        const tmp = this.p(`${W.tmp}/${item.n}.pdf`);
-        const file = new DurableFileSink(tmp, { sync: false });
-        const pdf = new BatesPdf(file, this.pdfOptions());
+        // Rendered into memory (a message's PDF is bounded by the indexer's text bound), hashed, then written in the background.
+        const sink = new MemorySink();
+        const pdf = new BatesPdf(sink, this.pdfOptions());
         const pages = pdf.renderFamily(family, () => batesNumber(this.req.bates, famStart));
         await pdf.end();
         parentPages.n = pages.parent;
         pages.children.forEach((c, i) => (childPages[i] = c));
         const rel = `IMAGES/${folder}/${batesNumber(this.req.bates, famStart)}.pdf`;
-        imageFile = { path: rel, ...(await this.place(tmp, rel, file.result())) };
+        const bytes = sink.bytes();
+        imageFile = { path: rel, sha256: createHash('sha256').update(bytes).digest('hex'), size: bytes.length };
+        await this.writeLater(rel, bytes);
       }
     } else {
       this.cp.nextNumber += 1 + prep.children.length;
@@ -407,15 +414,7 @@ export class ExportRun {
       docs.push(d);
     });
 
-    // Natives into place.
-    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path, { sha256: item.id, size: prep.native.size }, true);
-    for (let i = 0; i < prep.children.length; i++) {
-      const c = prep.children[i]!;
-      const d = docs[i + 1]!;
-      if (c.tmp) await this.place(c.tmp, d.files[0]!.path, { sha256: c.sha256, size: c.size });
-    }
-
-    // Extracted text.
+    // Extracted text (of text attachments: read from their temp file, before it moves).
     if (this.parts.text) {
       const parentText = `${headerLines(item).map((h) => `${h.label}: ${h.value}`).join('\n')}\n\n${prep.body ?? ''}\n`;
       parent.files.push(await this.writeText(`TEXT/${folder}/${parentId}.txt`, parentText));
@@ -423,10 +422,18 @@ export class ExportRun {
         const c = prep.children[i]!;
         const d = docs[i + 1]!;
         if (c.tmp && /^text\//.test(c.contentType)) {
-          const content = (await readFile(this.p(d.files[0]!.path))).subarray(0, MAX_CHILD_TEXT_BYTES).toString('utf8');
+          const content = (await readFile(c.tmp)).subarray(0, MAX_CHILD_TEXT_BYTES).toString('utf8');
           d.files.push(await this.writeText(`TEXT/${folder}/${d.docId}.txt`, c.contentType.includes('html') ? stripTags(content) : content));
         }
       }
+    }
+
+    // Natives into place.
+    if (prep.native) await this.place(prep.native.tmp, parent.files[0]!.path, { sha256: item.id, size: prep.native.size });
+    for (let i = 0; i < prep.children.length; i++) {
+      const c = prep.children[i]!;
+      const d = docs[i + 1]!;
+      if (c.tmp) await this.place(c.tmp, d.files[0]!.path, { sha256: c.sha256, size: c.size });
     }
 
     // Shared outputs.
@@ -540,31 +547,69 @@ export class ExportRun {
     return tags;
   }
 
-  /** Renames a finished temp file into place; `hash` was taken as it was written (what the file holds). */
-  private async place(tmp: string, rel: string, hash: { sha256: string; size: number }, synced = false): Promise<{ sha256: string; size: number }> {
+  /** Renames a finished temp file into place, in the background; `hash` was taken as it was written (what the file holds). */
+  private async place(tmp: string, rel: string, hash: { sha256: string; size: number }): Promise<{ sha256: string; size: number }> {
     const dest = this.p(rel);
-    await this.mkdirOnce(path.dirname(dest));
-    await rename(tmp, dest);
     this.renamedDirs.add(path.dirname(dest));
-    if (!synced) this.unsynced.push(dest);
+    this.unsynced.push(dest);
     this.cp.fileBytes += hash.size;
+    await this.background(
+      (async () => {
+        await this.mkdirOnce(path.dirname(dest));
+        await rename(tmp, dest);
+      })(),
+    );
     return hash;
   }
 
-  private async mkdirOnce(dir: string): Promise<void> {
-    if (this.dirs.has(dir)) return;
-    await mkdir(dir, { recursive: true });
-    this.dirs.add(dir);
+  /** Writes a file of the in-order path in the background (fsync'd by the next checkpoint). */
+  private async writeLater(rel: string, bytes: Buffer): Promise<void> {
+    const dest = this.p(rel);
+    this.renamedDirs.add(path.dirname(dest));
+    this.unsynced.push(dest);
+    this.cp.fileBytes += bytes.length;
+    await this.background(
+      (async () => {
+        await this.mkdirOnce(path.dirname(dest));
+        await writeHashed([bytes], dest);
+      })(),
+    );
+  }
+
+  /**
+   * File operations of committed items run in the background, at most
+   * MAX_BACKGROUND_IO at once (each holds its bytes: a PDF or text); the next
+   * checkpoint waits for all of them before it records anything.
+   */
+  private async background(op: Promise<void>): Promise<void> {
+    const tracked: Promise<void> = op
+      .catch((err: unknown) => {
+        this.backgroundError ??= err;
+      })
+      .finally(() => this.pending.delete(tracked));
+    this.pending.add(tracked);
+    if (this.pending.size >= MAX_BACKGROUND_IO) await Promise.race(this.pending);
+    if (this.backgroundError) throw this.backgroundError;
+  }
+
+  private async drain(): Promise<void> {
+    await Promise.all(this.pending);
+    if (this.backgroundError) throw this.backgroundError;
+  }
+
+  private mkdirOnce(dir: string): Promise<void> {
+    let p = this.dirs.get(dir);
+    if (!p) {
+      p = mkdir(dir, { recursive: true }).then(() => undefined);
+      this.dirs.set(dir, p);
+    }
+    return p;
   }
 
   private async writeText(rel: string, text: string): Promise<JournalFile> {
-    const dest = this.p(rel);
-    await this.mkdirOnce(path.dirname(dest));
-    const w = await writeDurably([Buffer.from(text, 'utf8')], dest, { sync: false });
-    this.unsynced.push(dest);
-    this.renamedDirs.add(path.dirname(dest));
-    this.cp.fileBytes += w.size;
-    return { path: rel, sha256: w.sha256, size: w.size };
+    const buf = Buffer.from(text, 'utf8');
+    await this.writeLater(rel, buf);
+    return { path: rel, sha256: createHash('sha256').update(buf).digest('hex'), size: buf.length };
   }
 
   private async journal(e: JournalEntry): Promise<void> {
@@ -657,10 +702,10 @@ export class ExportRun {
   }
 
   private async checkpoint(): Promise<void> {
+    await this.drain();
     for (const f of this.outputs.values()) await f.sync();
-    // Files written on the in-order path, then the directories of every rename since the last checkpoint.
-    await syncPaths(this.unsynced);
-    await syncPaths([...this.renamedDirs]);
+    // Every per-item file since the last checkpoint, and the directory entries of their renames.
+    await syncAll(this.dir, this.unsynced, [...this.renamedDirs]);
     this.unsynced = [];
     this.renamedDirs.clear();
     for (const [rel, f] of this.outputs) this.cp.outputs[rel] = f.offset;

@@ -19,7 +19,7 @@ import path from 'node:path';
 import type { JobOptions, JobQueue } from '../ports/job-queue.js';
 import { IntegrityError } from '../errors.js';
 import { ExportRun, type RunDecision, type RunDeps } from './export-runner.js';
-import { runnerIsGone, type ExportRecords, type ExportRecordData } from './export-record.js';
+import { runnerIsGone, type ExportRecords, type ExportRecordData, type ExportRunner } from './export-record.js';
 import { WORK_DIR } from './package-files.js';
 import type { ExportAudit } from './export-service.js';
 
@@ -30,6 +30,8 @@ export interface ExportJobPayload {
 }
 
 export const EXPORT_ATTEMPTS = 5;
+/** Lease renewal period (ms), well inside LEASE_TTL_MS: one catalog write per running export. */
+const HEARTBEAT_MS = 30_000;
 
 export function exportJobOptions(exportId: string): JobOptions {
   return { jobId: exportId, attempts: EXPORT_ATTEMPTS, backoffMs: 30_000 };
@@ -88,10 +90,28 @@ export class ExportJob {
       }
       return { ...d, status: 'running', startedAt: d.startedAt ?? me.heartbeatAt, runner: me, error: undefined };
     });
-    if (held || taken.data.runner?.id !== me.id) {
-      log.info({ exportId: id, runner: taken.data.runner }, 'export is being run elsewhere');
-      return;
+    if (held) {
+      // Retried with backoff: if that runner died, its lease will have expired by then (bull re-runs a
+      // stalled job sooner than LEASE_TTL_MS); if it lives, the retry finds the export finished.
+      throw new Error(`export ${id} is running elsewhere (${taken.data.runner?.host}:${taken.data.runner?.pid}); retrying later`);
     }
+    if (taken.data.runner?.id !== me.id) return;
+    // The lease is renewed on a timer too, not only at checkpoints: listing a big query or hashing
+    // tens of GB at the end must not look like a dead runner.
+    const heartbeat = setInterval(() => {
+      void records.mutate(id, (d) => (d.runner?.id === me.id ? { ...d, runner: { ...me, heartbeatAt: new Date().toISOString() } } : undefined)).catch(() => undefined);
+    }, HEARTBEAT_MS);
+    heartbeat.unref();
+    try {
+      await this.run(id, taken.data, me, attempt);
+    } finally {
+      clearInterval(heartbeat);
+    }
+  }
+
+  private async run(id: string, data: ExportRecordData, me: ExportRunner, attempt: number): Promise<void> {
+    const { records, log } = this.deps;
+    const taken = { data };
 
     const control = {
       report: async (progress: ExportRecordData['progress']): Promise<RunDecision> => {
@@ -109,7 +129,7 @@ export class ExportJob {
       },
     };
 
-    const logCtx = { exportId: id, format: rec.data.request.format, attempt };
+    const logCtx = { exportId: id, format: data.request.format, attempt };
     log.info(logCtx, 'export running');
     let outcome;
     try {

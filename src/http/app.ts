@@ -19,6 +19,7 @@ import { authRouter } from './auth.routes.js';
 import { usersRouter } from './users.routes.js';
 import { auditRouter } from './audit.routes.js';
 import { exportsRouter } from './exports.routes.js';
+import { retentionRouter } from './retention.routes.js';
 import { messageViewRouter } from './message-view.routes.js';
 import { webRouter } from './web.routes.js';
 import { authenticate } from './auth-middleware.js';
@@ -83,6 +84,7 @@ export function createHttpApp(services: Services): Express & { registry: RouteRe
   app.use(usersRouter(services, registry));
   app.use(auditRouter(services, registry));
   app.use(exportsRouter(services, registry));
+  app.use(retentionRouter(services, registry));
   app.use(messageViewRouter(services, registry));
   const openApi = registry.openApi({
     title: 'Mail archive API',

@@ -7,8 +7,9 @@ import { z } from 'zod';
 import type { Services } from '../services.js';
 import type { RouteRegistry } from './route-registry.js';
 import { INDEX_JOB } from '../../ingest/index.js';
+import { EXPORT_JOB } from '../export/index.js';
 
-const QUEUES = [INDEX_JOB] as const;
+const QUEUES = [INDEX_JOB, EXPORT_JOB] as const;
 const queueParam = z.object({ queue: z.enum(QUEUES) });
 const ADMIN = ['admin'] as const;
 

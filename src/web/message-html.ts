@@ -115,7 +115,12 @@ const SANITIZE: sanitizeHtml.IOptions = {
       const keep = src && /^(https:\/\/|cid:|data:image\/(png|gif|jpe?g|webp);)/i.test(src.trim());
       return { tagName: 'img', attribs: cleanStyleAttr(keep ? { ...rest, src: src.trim() } : rest) };
     },
-    a: (_tag, attribs) => ({ tagName: 'a', attribs: { title: `Link (not followed in the archive viewer): ${(attribs.href ?? '').slice(0, 500)}` } }),
+    a: (_tag, attribs) => {
+      const href = (attribs.href ?? '').trim();
+      const shown = /^(https?:|mailto:)/i.test(href) ? href.slice(0, 500) : href ? '(a link of an unsafe kind, removed)' : '';
+      const out: Record<string, string> = shown ? { title: `Link, not followed in the archive viewer: ${shown}` } : {};
+      return { tagName: 'a', attribs: out };
+    },
     '*': (tag, attribs) => ({ tagName: tag, attribs: cleanStyleAttr(attribs) }),
   },
 };

@@ -137,8 +137,12 @@ const NAV = [
   { path: '/admin', label: 'Administration', show: () => has('admin') },
 ];
 
+/** Where each kind of user starts: reading mail, auditing, or administering. */
 function home() {
-  return NAV.find((n) => n.show())?.path ?? '/search';
+  if (has('officer', 'reviewer')) return '/search';
+  if (has('auditor')) return '/audit';
+  if (has('admin')) return '/admin';
+  return '/search';
 }
 
 function drawChrome() {
@@ -307,6 +311,7 @@ function searchUrl(p) {
   if (p.q) u.set('q', p.q);
   if (p.sort && p.sort !== 'date') u.set('sort', p.sort);
   if (p.order && p.order !== 'desc') u.set('order', p.order);
+  if (p.size && p.size !== 50) u.set('size', String(p.size));
   if (p.cursor) u.set('cursor', p.cursor);
   if (p.page && p.page > 1) u.set('page', String(p.page));
   const s = u.toString();
@@ -324,7 +329,7 @@ function addTerm(q, t) {
 
 async function searchPage() {
   const params = new URLSearchParams(location.search);
-  const p = { q: params.get('q') ?? '', sort: params.get('sort') ?? 'date', order: params.get('order') ?? 'desc', cursor: params.get('cursor') ?? undefined, page: Number(params.get('page') ?? '1') || 1 };
+  const p = { q: params.get('q') ?? '', sort: params.get('sort') ?? 'date', order: params.get('order') ?? 'desc', cursor: params.get('cursor') ?? undefined, page: Number(params.get('page') ?? '1') || 1, size: Math.min(500, Math.max(1, Number(params.get('size') ?? '50') || 50)) };
 
   const qbox = h('textarea', { id: 'q', name: 'q', class: 'qbox', rows: 2, 'aria-describedby': 'q-help q-error', spellcheck: 'false' });
   qbox.value = p.q;
@@ -333,6 +338,9 @@ async function searchPage() {
   sortSel.value = p.sort;
   const orderSel = h('select', { name: 'order', id: 'order' }, h('option', { value: 'desc' }, 'Newest first / best first'), h('option', { value: 'asc' }, 'Oldest first'));
   orderSel.value = p.order;
+  const sizeSel = h('select', { name: 'size', id: 'size' }, [10, 25, 50, 100, 200].map((n) => h('option', { value: String(n) }, String(n))));
+  if (![10, 25, 50, 100, 200].includes(p.size)) sizeSel.append(h('option', { value: String(p.size) }, String(p.size)));
+  sizeSel.value = String(p.size);
   const form = h(
     'form',
     { role: 'search', 'aria-label': 'Search the archive', class: 'card' },
@@ -340,7 +348,7 @@ async function searchPage() {
     h('div', { class: 'row' }, h('div', { class: 'grow' }, qbox), h('button', { class: 'primary', type: 'submit' }, 'Search')),
     h('p', { id: 'q-help', class: 'muted' }, 'Example: ', h('code', {}, 'participant:alice@example.com date:2023 -from:newsletter@example.com "budget approval"~5 has:attachment'), ' · Press Enter to search, Shift+Enter for a new line.'),
     qerr,
-    h('div', { class: 'row' }, h('label', {}, 'Sort by', sortSel), h('label', {}, 'Order', orderSel)),
+    h('div', { class: 'row' }, h('label', {}, 'Sort by', sortSel), h('label', {}, 'Order', orderSel), h('label', {}, 'Per page', sizeSel)),
     builder(qbox),
   );
   qbox.addEventListener('keydown', (e) => {
@@ -351,7 +359,7 @@ async function searchPage() {
   });
   form.addEventListener('submit', (e) => {
     e.preventDefault();
-    go(searchUrl({ q: qbox.value.trim(), sort: sortSel.value, order: orderSel.value }));
+    go(searchUrl({ q: qbox.value.trim(), sort: sortSel.value, order: orderSel.value, size: Number(sizeSel.value) }));
   });
 
   const facetsEl = h('aside', { class: 'facets', 'aria-label': 'Refine' });
@@ -360,7 +368,7 @@ async function searchPage() {
 
   let res;
   try {
-    const u = new URLSearchParams({ q: p.q, sort: p.sort, order: p.order, size: '50' });
+    const u = new URLSearchParams({ q: p.q, sort: p.sort, order: p.order, size: String(p.size) });
     if (p.cursor) u.set('cursor', p.cursor);
     res = await api(`/api/search?${u}`);
   } catch (err) {

@@ -1,0 +1,171 @@
+/**
+ * The retention API over HTTP on the real app (embedded deployment):
+ * roles, policies, cases and holds (a future message held at ingest through
+ * the index job's hook), disposition, and the auditors' reports as JSON,
+ * CSV and PDF. The PDFs are rendered to PNG with pdftoppm (poppler-utils)
+ * and every page must carry content.
+ */
+import { execFile } from 'node:child_process';
+import { readdir, readFile, writeFile, mkdir } from 'node:fs/promises';
+import path from 'node:path';
+import { Readable } from 'node:stream';
+import { promisify } from 'node:util';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { startInProcess, tempDir } from './helpers/archive-process.js';
+import { makeUser, type TestUser } from './helpers/auth.js';
+import type { RunningArchive } from '../src/main.js';
+import { INDEX_JOB } from '../ingest/index.js';
+import { verifyCertificate, type SignedCertificate } from '../src/reports/retention-reports.js';
+import { certificateDigest, type DispositionRecord } from '../retention/index.js';
+
+const run = promisify(execFile);
+
+function mail(from: string, to: string, subject: string, date: string, extra: string[] = []): Buffer {
+  return Buffer.from([`From: ${from}`, `To: ${to}`, `Subject: ${subject}`, `Date: ${date}`, `Message-ID: <${subject.replace(/\W/g, '')}-${Math.random().toString(36).slice(2)}@corp.example>`, ...extra, 'Content-Type: text/plain', '', `Body of ${subject}`, ''].join('\r\n'));
+}
+
+/** Renders a PDF to PNG pages (kept in `dir` to look at) and returns, per page, the share of non-white pixels. */
+export async function renderPdf(pdf: Buffer, dir: string, name: string): Promise<number[]> {
+  await mkdir(dir, { recursive: true });
+  const file = path.join(dir, `${name}.pdf`);
+  await writeFile(file, pdf);
+  await run('pdftoppm', ['-png', '-r', '60', file, path.join(dir, name)]);
+  await run('pdftoppm', ['-gray', '-r', '30', file, path.join(dir, `${name}-g`)]);
+  const pgms = (await readdir(dir)).filter((f) => f.startsWith(`${name}-g`) && f.endsWith('.pgm')).sort();
+  const out: number[] = [];
+  for (const f of pgms) {
+    const b = await readFile(path.join(dir, f));
+    // Binary PGM: "P5\n<w> <h>\n255\n" then one byte per pixel.
+    const header = /^P5\s+(\d+)\s+(\d+)\s+(\d+)\s/.exec(b.subarray(0, 40).toString('latin1'))!;
+    const pixels = b.subarray(header[0].length);
+    let dark = 0;
+    for (const p of pixels) if (p < 200) dark++;
+    out.push(dark / pixels.length);
+  }
+  return out;
+}
+
+describe('retention API (embedded)', () => {
+  let archive: RunningArchive & { dataDir: string };
+  let base: string;
+  let admin: TestUser;
+  let officer: TestUser;
+  let auditor: TestUser;
+  let reviewer: TestUser;
+  const ingest = async (raw: Buffer) => {
+    const r = await archive.services.pipeline.ingest(Readable.from(raw), { source: 'api' });
+    await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
+    return r.sha256;
+  };
+  const json = (body: unknown) => ({ method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify(body) });
+
+  beforeAll(async () => {
+    archive = await startInProcess({ ARCHIVE_ORG_NAME: 'Example Corp Ltd', ARCHIVE_DISPOSITION_INTERVAL_MINUTES: '0' });
+    base = `http://127.0.0.1:${archive.httpPort}`;
+    admin = await makeUser(archive.services, base, { roles: ['admin'] });
+    officer = await makeUser(archive.services, base, { roles: ['officer'] });
+    auditor = await makeUser(archive.services, base, { roles: ['auditor'] });
+    reviewer = await makeUser(archive.services, base, { roles: ['reviewer'] });
+  }, 60_000);
+  afterAll(async () => {
+    await archive?.close();
+  });
+
+  let sha1 = '';
+  let caseId = '';
+  let holdId = '';
+
+  it('sets retain-until at ingest with the default policy; admin manages policies, others may not', async () => {
+    sha1 = await ingest(mail('alice@corp.example', 'bob@corp.example', 'Quarterly numbers', 'Mon, 01 Jan 2024 09:00:00 +0000'));
+    const state = await (await admin.fetch(`/api/retention/messages/${sha1}`)).json();
+    expect(state).toMatchObject({ policyId: 'default', retainUntil: '9999-12-31T23:59:59.999Z', held: false, state: 'active' });
+
+    const policy = { name: 'Old mail 30 days', matcher: { senders: ['corp.example'] }, period: { unit: 'days', count: 30, from: 'sent' }, action: 'delete' };
+    expect((await officer.fetch('/api/retention/policies', json(policy))).status).toBe(403);
+    expect((await reviewer.fetch('/api/retention/policies')).status).toBe(403);
+    const sim = await (await admin.fetch('/api/retention/policies/simulate', json({ policy }))).json();
+    expect(sim).toMatchObject({ examined: 1, governed: 1, keptLonger: 1 });
+    const created = await admin.fetch('/api/retention/policies', json(policy));
+    expect(created.status).toBe(201);
+    const p = (await created.json()) as { id: string };
+    // Forever was applied first; a 30-day policy shortens nothing.
+    const after = await (await admin.fetch(`/api/retention/messages/${sha1}`)).json();
+    expect(after).toMatchObject({ policyId: p.id, retainUntil: '9999-12-31T23:59:59.999Z', keptLonger: true, policyRetainUntil: '2024-02-01T00:00:00.000Z' });
+    const del = await admin.fetch(`/api/retention/policies/${p.id}`, { method: 'DELETE' });
+    expect(del.status).toBe(409);
+    expect((await admin.fetch('/api/retention/policies/default', { method: 'DELETE' })).status).toBe(400);
+    const list = (await (await auditor.fetch('/api/retention/policies')).json()) as { policies: unknown[] };
+    expect(list.policies).toHaveLength(2);
+  });
+
+  it('officers open cases and place holds that cover existing and future mail; release needs a reason', async () => {
+    await ingest(mail('carol@corp.example', 'dave@corp.example', 'Contract draft', 'Tue, 02 Jan 2024 09:00:00 +0000'));
+    const c = await officer.fetch('/api/cases', json({ name: 'Acme v. Example', matterNumber: 'M-2024-7', description: 'Supply contract dispute', custodians: ['dave@corp.example'] }));
+    expect(c.status).toBe(201);
+    caseId = ((await c.json()) as { id: string }).id;
+    expect((await admin.fetch('/api/cases', json({ name: 'x', matterNumber: 'y' }))).status).toBe(403);
+    const h = await officer.fetch(`/api/cases/${caseId}/holds`, json({ name: 'Dave custodian hold', custodians: ['dave@corp.example'] }));
+    expect(h.status).toBe(201);
+    const hold = (await h.json()) as { id: string; messageCount: number };
+    holdId = hold.id;
+    expect(hold.messageCount).toBe(1);
+    // A future message of the custodian, Bcc only, is held at ingest.
+    const sha3 = await ingest(mail('erin@corp.example', 'frank@corp.example', 'Pricing', 'Wed, 03 Jan 2024 09:00:00 +0000', ['Bcc: dave@corp.example']));
+    const st = (await (await officer.fetch(`/api/retention/messages/${sha3}`)).json()) as { holdIds: string[] };
+    expect(st.holdIds).toEqual([holdId]);
+    expect(await archive.services.store.getLegalHold(sha3)).toBe(true);
+    expect((await officer.fetch(`/api/holds/${holdId}/release`, json({ reason: '' }))).status).toBe(400);
+  });
+
+  it('disposition: a dry run lists, a run deletes only what is due and free', async () => {
+    const dry = (await (await admin.fetch('/api/retention/dispose', json({ dryRun: true }))).json()) as { candidates: unknown[]; dryRun: boolean };
+    expect(dry.dryRun).toBe(true);
+    expect(dry.candidates).toEqual([]);
+    expect((await officer.fetch('/api/retention/dispose', json({}))).status).toBe(403);
+    const r = (await (await admin.fetch('/api/retention/dispose', json({}))).json()) as { disposed: number; acquired: boolean };
+    expect(r).toMatchObject({ disposed: 0, acquired: true });
+  });
+
+  it('reports: JSON, CSV and PDF for auditors; the certificate is signed; PDFs render with content on every page', async () => {
+    expect((await officer.fetch('/api/reports/retention')).status).toBe(403);
+    const rep = (await (await auditor.fetch('/api/reports/retention?fixity=true')).json()) as { totals: { messages: number; held: number }; fixity: { checked: number; problems: number }; holds: unknown[] };
+    expect(rep.totals).toMatchObject({ messages: 3, held: 2 });
+    expect(rep.fixity).toMatchObject({ checked: 3, problems: 0 });
+    const csv = await auditor.fetch('/api/reports/retention?format=csv');
+    expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
+    expect(await csv.text()).toContain('"policy","default"');
+
+    const cert = (await (await auditor.fetch('/api/reports/certificate?from=2000-01-01&to=2100-01-01')).json()) as { certificate: SignedCertificate; items: DispositionRecord[] };
+    expect(cert.certificate.count).toBe(0);
+    expect(cert.certificate.itemsDigest).toBe(certificateDigest(cert.items));
+    const key = (await (await fetch(`${base}/api/keys/signing`)).json()) as { publicKey?: string };
+    expect(verifyCertificate(cert.certificate, key.publicKey ?? '')).toBe(true);
+    expect(verifyCertificate({ ...cert.certificate, count: 7 }, cert.certificate.signature.publicKeyPem)).toBe(false);
+
+    const dir = path.join(await tempDir('retention-pdf-'), 'out');
+    for (const [name, url] of [
+      ['retention', '/api/reports/retention?format=pdf'],
+      ['certificate', '/api/reports/certificate?format=pdf'],
+      ['hold', `/api/reports/holds/${caseId}?format=pdf`],
+    ] as const) {
+      const res = await auditor.fetch(url);
+      expect(res.status, name).toBe(200);
+      expect(res.headers.get('content-type')).toBe('application/pdf');
+      const pdf = Buffer.from(await res.arrayBuffer());
+      expect(pdf.subarray(0, 5).toString()).toBe('%PDF-');
+      const pages = await renderPdf(pdf, dir, name);
+      expect(pages.length, name).toBeGreaterThanOrEqual(2);
+      for (const share of pages) expect(share, `${name}: a page without content`).toBeGreaterThan(0.002);
+      expect((await run('pdftotext', [path.join(dir, `${name}.pdf`), '-'])).stdout).toContain('Example Corp Ltd');
+    }
+    console.log(`retention report PDFs rendered to ${dir}`);
+  }, 60_000);
+
+  it('releasing the hold clears the flags (reason recorded in the audit trail)', async () => {
+    const r = await officer.fetch(`/api/holds/${holdId}/release`, json({ reason: 'Matter settled' }));
+    expect(await r.json()).toEqual({ released: 2, stillHeld: 0 });
+    const audit = archive.services.audit;
+    const page = await audit.search({ action: 'retention.hold.release' });
+    expect(JSON.stringify(page)).toContain('Matter settled');
+  });
+});

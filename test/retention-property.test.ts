@@ -1,0 +1,258 @@
+/**
+ * Property test of promise 5: random policies, holds, messages and clock
+ * steps (seeded, reproducible). After every disposition run, checked against
+ * an independent model: no message a hold covers was deleted, and nothing
+ * was deleted before the latest retain-until any policy ever gave it.
+ * Plus the fail-closed guards (an injected catalog or storage error deletes
+ * nothing) and four-eyes mode.
+ */
+import { afterEach, describe, expect, it } from 'vitest';
+import { DateTime } from 'luxon';
+import { retentionFixture, type RetentionFixture } from './helpers/retention-fixture.js';
+import { computeRetainUntil, type PolicyInput } from '../retention/index.js';
+import type { CatalogStore } from '../src/ports/catalog-store.js';
+import type { ObjectStore } from '../src/ports/object-store.js';
+import { StorageUnavailableError } from '../src/errors.js';
+
+/** mulberry32: a small seeded PRNG. */
+function prng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+const PEOPLE = ['ann@corp.example', 'bob@corp.example', 'cy@corp.example', 'dee@corp.example', 'eve@other.example', 'fay@other.example'];
+const actor = { user: 'officer@corp.example' };
+const fixtures: RetentionFixture[] = [];
+afterEach(async () => {
+  while (fixtures.length) await fixtures.pop()!.close();
+});
+
+interface ModelMessage {
+  sha: string;
+  people: string[];
+  date: number;
+  receivedAt: number;
+  /** Latest retain-until any policy set ever gave it (never shortens). */
+  minUntil: string;
+  deleted: boolean;
+}
+
+describe('retention property: holds always win, nothing goes before its retain-until', () => {
+  for (const seed of [1, 2, 3, 4, 5, 6]) {
+    it(`seed ${seed}`, async () => {
+      const rnd = prng(seed);
+      const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
+      const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z' });
+      fixtures.push(fx);
+      const { service, job } = fx;
+      const policies = new Map<string, PolicyInput>();
+      const def = await service.getPolicy('default');
+      const setDefault = async () => {
+        const input: PolicyInput = { name: def.name, matcher: {}, period: { unit: 'days', count: 1 + Math.floor(rnd() * 200), from: pick(['sent', 'received'] as const) }, action: 'delete' };
+        await service.updatePolicy('default', input, actor);
+        policies.set('default', input);
+      };
+      await setDefault();
+      const messages: ModelMessage[] = [];
+      const holds = new Map<string, string[]>();
+      const caseId = (await service.createCase({ name: 'Case', matterNumber: `M-${seed}`, custodians: [] }, actor)).id;
+
+      const modelUntil = (m: ModelMessage): string => {
+        let best: string | undefined;
+        for (const [id, p] of policies) {
+          if (id === 'default') continue;
+          if (p.matcher.custodians!.some((c) => m.people.includes(c))) {
+            const u = computeRetainUntil(p.period, m);
+            if (!best || u > best) best = u;
+          }
+        }
+        return best ?? computeRetainUntil(policies.get('default')!.period, m);
+      };
+      const refreshModel = () => {
+        for (const m of messages) {
+          const u = modelUntil(m);
+          if (u > m.minUntil) m.minUntil = u;
+        }
+      };
+
+      let now = DateTime.fromISO('2020-01-01T00:00:00Z', { zone: 'utc' });
+      for (let step = 0; step < 40; step++) {
+        now = now.plus({ days: 1 + Math.floor(rnd() * 40), hours: Math.floor(rnd() * 24) });
+        fx.setNow(now);
+        const action = rnd();
+        if (action < 0.45) {
+          for (let k = 0, n = 1 + Math.floor(rnd() * 3); k < n; k++) {
+            const from = pick(PEOPLE);
+            const to = [pick(PEOPLE)];
+            const bcc = rnd() < 0.3 ? [pick(PEOPLE)] : [];
+            const date = now.minus({ days: Math.floor(rnd() * 30) });
+            const sha = await fx.archive({ from, to, envelopeTo: bcc, date: date.toISO()! });
+            const doc = (await fx.index.get(sha))!;
+            const m: ModelMessage = { sha, people: [from, ...to, ...bcc], date: doc.date, receivedAt: doc.receivedAt, minUntil: '', deleted: false };
+            m.minUntil = modelUntil(m);
+            messages.push(m);
+          }
+        } else if (action < 0.6) {
+          const input: PolicyInput = { name: `p${step}`, matcher: { custodians: [pick(PEOPLE)] }, period: { unit: pick(['days', 'months'] as const), count: 1 + Math.floor(rnd() * 12), from: pick(['sent', 'received'] as const) }, action: 'delete' };
+          const ids = [...policies.keys()].filter((k) => k !== 'default');
+          if (ids.length && rnd() < 0.5) {
+            const id = pick(ids);
+            await service.updatePolicy(id, input, actor);
+            policies.set(id, input);
+          } else policies.set((await service.createPolicy(input, actor)).id, input);
+          refreshModel();
+        } else if (action < 0.65) {
+          await setDefault();
+          refreshModel();
+        } else if (action < 0.8) {
+          const custodians = [pick(PEOPLE)];
+          const h = await service.createHold({ caseId, name: `h${step}`, custodians }, actor);
+          holds.set(h.id, custodians);
+        } else if (action < 0.9 && holds.size) {
+          const id = pick([...holds.keys()]);
+          await service.releaseHold(id, 'released by the property test', actor);
+          holds.delete(id);
+        }
+        // Which messages a hold covers now, by the model.
+        const heldNow = new Set(messages.filter((m) => [...holds.values()].some((cs) => cs.some((c) => m.people.includes(c)))).map((m) => m.sha));
+        const report = await job.run({ actor: { user: 'scheduler' } });
+        expect(report.skipped).toEqual([]);
+        const nowIso = now.toJSDate().toISOString();
+        for (const m of messages) {
+          if (m.deleted) continue;
+          if (!(await fx.exists(m.sha))) {
+            m.deleted = true;
+            expect(heldNow.has(m.sha), `held message ${m.sha} deleted at ${nowIso}`).toBe(false);
+            expect(m.minUntil <= nowIso, `message ${m.sha} deleted at ${nowIso} before ${m.minUntil}`).toBe(true);
+          } else if (!heldNow.has(m.sha) && m.minUntil <= nowIso) {
+            // Liveness: due and not held, so it must have gone (the model's date is the engine's date).
+            const rec = await service.getMessageRetention(m.sha);
+            expect((rec?.retainUntil ?? '') > nowIso, `due message ${m.sha} (${m.minUntil}) kept at ${nowIso}: ${JSON.stringify(rec)}`).toBe(true);
+          }
+        }
+      }
+      expect(messages.length).toBeGreaterThan(5);
+      // Not vacuous: the runs did delete.
+      expect(messages.filter((m) => m.deleted).length).toBeGreaterThan(0);
+    }, 120_000);
+  }
+});
+
+/** A catalog whose `update` of message records fails (or a store whose legal-hold read fails) from a given moment. */
+function failingCatalog(c: CatalogStore, armed: () => boolean): CatalogStore {
+  return new Proxy(c, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv);
+      if (prop === 'get' || prop === 'update') {
+        return async (...args: unknown[]) => {
+          if (armed() && args[0] === 'retention_messages') throw new Error('injected catalog failure');
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+function failingStore(s: ObjectStore, armed: () => boolean, method: 'getLegalHold' | 'getRetention' | 'statMessage'): ObjectStore {
+  return new Proxy(s, {
+    get(target, prop, recv) {
+      const v = Reflect.get(target, prop, recv);
+      if (prop === method) {
+        return async (...args: unknown[]) => {
+          if (armed()) throw new StorageUnavailableError('injected storage failure');
+          return (v as (...a: unknown[]) => unknown).apply(target, args);
+        };
+      }
+      return typeof v === 'function' ? v.bind(target) : v;
+    },
+  });
+}
+
+describe('fail-closed disposition', () => {
+  const setup = async (wrap: { wrapCatalog?: (c: CatalogStore) => CatalogStore; wrapStore?: (s: ObjectStore) => ObjectStore }) => {
+    const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', ...wrap });
+    fixtures.push(fx);
+    await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 10, from: 'received' }, action: 'delete' }, actor);
+    const shas = [];
+    for (let i = 0; i < 5; i++) shas.push(await fx.archive({ from: 'a@corp.example', to: ['b@corp.example'], date: '2020-01-01T00:00:00Z' }));
+    fx.setNow('2021-01-01T00:00:00Z');
+    return { fx, shas };
+  };
+
+  it('an injected catalog error during disposition deletes nothing', async () => {
+    let armed = false;
+    const { fx, shas } = await setup({ wrapCatalog: (c) => failingCatalog(c, () => armed) });
+    armed = true;
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.disposed).toBe(0);
+    expect(r.skipped.length).toBe(5);
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+    armed = false;
+    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
+  });
+
+  for (const method of ['getLegalHold', 'getRetention', 'statMessage'] as const) {
+    it(`an injected storage error (${method}) during disposition deletes nothing`, async () => {
+      let armed = false;
+      const { fx, shas } = await setup({ wrapStore: (s) => failingStore(s, () => armed, method) });
+      armed = true;
+      const r = await fx.job.run({ actor: { user: 'scheduler' } });
+      expect(r.disposed).toBe(0);
+      expect(r.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected storage failure'));
+      for (const s of shas) expect(await fx.exists(s)).toBe(true);
+    });
+  }
+
+  it('a legal hold set on the object alone (catalog says free) still blocks deletion', async () => {
+    const { fx, shas } = await setup({});
+    await fx.store.setLegalHold(shas[0], true);
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.disposed).toBe(4);
+    expect(r.skipped).toEqual([{ sha256: shas[0], reason: 'the stored object is under a legal hold' }]);
+    expect(await fx.exists(shas[0])).toBe(true);
+  });
+
+  it('a lease held by another live node: the run does nothing', async () => {
+    const { fx, shas } = await setup({});
+    await fx.catalog.create('retention_leases', 'disposition', { owner: 'other-node', expiresAt: Date.now() + 60_000 });
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.acquired).toBe(false);
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+  });
+
+  it('dry run lists what would go and deletes nothing', async () => {
+    const { fx, shas } = await setup({});
+    const r = await fx.job.run({ dryRun: true, actor: { user: 'cli:test' } });
+    expect(r.candidates.map((c) => c.sha256).sort()).toEqual([...shas].sort());
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+  });
+});
+
+describe('four-eyes mode', () => {
+  it('nothing is deleted before a second person approves; the proposer cannot approve', async () => {
+    const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', fourEyes: true });
+    fixtures.push(fx);
+    await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 10, from: 'received' }, action: 'delete' }, actor);
+    const sha = await fx.archive({ from: 'a@corp.example', to: ['b@corp.example'], date: '2020-01-01T00:00:00Z' });
+    fx.setNow('2021-01-01T00:00:00Z');
+    const r1 = await fx.job.run({ actor: { user: 'alice@corp.example' } });
+    expect(r1).toMatchObject({ disposed: 0, proposed: 1 });
+    expect(await fx.exists(sha)).toBe(true);
+    expect((await fx.job.pending()).map((p) => p.sha256)).toEqual([sha]);
+    await expect(fx.job.approve([sha], { user: 'alice@corp.example' })).rejects.toThrow(/proposer/);
+    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(0);
+    expect(await fx.job.approve([sha], { user: 'bob@corp.example' })).toEqual({ approved: 1, waiting: 0 });
+    const r2 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r2.disposed).toBe(1);
+    expect(await fx.exists(sha)).toBe(false);
+    const cert = await fx.reports.certificate({ from: '2020-01-01T00:00:00.000Z', to: '2022-01-01T00:00:00.000Z' });
+    expect(cert.items[0]).toMatchObject({ sha256: sha, approver: 'bob@corp.example' });
+  });
+});

@@ -1,0 +1,63 @@
+/**
+ * Report layout with real volume: 130 dispositions make the certificate's
+ * item table break across pages (header repeated, rows whole); every page
+ * rendered by pdftoppm carries content. The signed certificate's digest is
+ * recomputed from the disposition records.
+ */
+import path from 'node:path';
+import { afterAll, describe, expect, it } from 'vitest';
+import { generateKeyPairSync } from 'node:crypto';
+import { retentionFixture, type RetentionFixture } from './helpers/retention-fixture.js';
+import { renderPdf } from './retention-api.test.js';
+import { tempDir } from './helpers/archive-process.js';
+import { certificateDigest, COLLECTIONS, type DispositionRecord } from '../retention/index.js';
+import { certificateCsv, certificatePdf, holdReportPdf, retentionReportPdf, signCertificate, verifyCertificate } from '../src/reports/retention-reports.js';
+import { fingerprintOf } from '../src/export/signing-key.js';
+
+describe('retention reports with volume', () => {
+  let fx: RetentionFixture;
+  afterAll(async () => {
+    await fx?.close();
+  });
+
+  it('a 130-item certificate, signed, digest checkable, tables breaking cleanly over pages', async () => {
+    fx = await retentionFixture({ start: '2021-01-01T00:00:00Z' });
+    const actor = { user: 'admin@corp.example' };
+    await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 30, from: 'received' }, action: 'delete' }, actor);
+    await fx.service.createPolicy({ name: 'Sales 90 days', matcher: { senders: ['sales.example'] }, period: { unit: 'days', count: 90, from: 'sent' }, action: 'delete' }, actor);
+    for (let i = 0; i < 130; i++) await fx.archive({ from: i % 3 ? `s${i}@sales.example` : `o${i}@corp.example`, to: ['x@corp.example'], date: '2021-01-01T00:00:00Z' });
+    const c = await fx.service.createCase({ name: 'Kept case', matterNumber: 'K-1', description: 'A case with a hold', custodians: ['keep@corp.example'] }, actor);
+    await fx.archive({ from: 'keep@corp.example', to: ['x@corp.example'], date: '2021-01-01T00:00:00Z' });
+    await fx.service.createHold({ caseId: c.id, name: 'Keep' }, actor);
+    fx.setNow('2022-01-01T00:00:00Z');
+    const run = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(run.disposed).toBe(130);
+
+    const period = { from: '2021-06-01T00:00:00.000Z', to: '2022-06-01T00:00:00.000Z' };
+    const data = await fx.reports.certificate(period);
+    expect(data.count).toBe(130);
+    expect(data.perPolicyVersion.map((p) => [p.policyName, p.policyVersion, p.count])).toEqual([
+      ['Default', 2, 44],
+      ['Sales 90 days', 1, 86],
+    ]);
+    const records: DispositionRecord[] = [];
+    for await (const r of fx.catalog.scan<DispositionRecord>(COLLECTIONS.dispositions)) records.push(r.data);
+    expect(data.digest).toBe(certificateDigest(records));
+    const { privateKey, publicKey } = generateKeyPairSync('ed25519');
+    const key = { privateKey, publicKeyPem: publicKey.export({ type: 'spki', format: 'pem' }).toString(), fingerprint: fingerprintOf(publicKey), source: 'config' as const };
+    const cert = signCertificate(data, { organisation: 'Example Corp Ltd' }, key);
+    expect(verifyCertificate(cert, key.publicKeyPem)).toBe(true);
+    expect(verifyCertificate({ ...cert, itemsDigest: '0'.repeat(64) }, key.publicKeyPem)).toBe(false);
+    expect(certificateCsv(data).split('\r\n').length).toBe(132);
+
+    const dir = path.join(await tempDir('retention-report-pdf-'), 'out');
+    const pages = await renderPdf(await certificatePdf(data, cert, { organisation: 'Example Corp Ltd' }), dir, 'certificate');
+    expect(pages.length).toBeGreaterThanOrEqual(4);
+    for (const p of pages) expect(p).toBeGreaterThan(0.002);
+    const rep = await fx.reports.retention(period);
+    expect(rep.dispositions.count).toBe(130);
+    for (const p of await renderPdf(await retentionReportPdf(rep, { organisation: 'Example Corp Ltd' }), dir, 'retention')) expect(p).toBeGreaterThan(0.002);
+    for (const p of await renderPdf(await holdReportPdf(await fx.reports.holdReport(c.id), { organisation: 'Example Corp Ltd' }), dir, 'hold')) expect(p).toBeGreaterThan(0.002);
+    console.log(`report PDFs rendered to ${dir}`);
+  }, 120_000);
+});
