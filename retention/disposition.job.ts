@@ -30,10 +30,17 @@ import type { MessageIndex } from '../src/ports/message-index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import { CatalogConflictError, ForbiddenError, NotFoundError, ValidationError } from '../src/errors.js';
 import { CatalogLease } from './lease.js';
-import { holdCovers, type AuditSink, type RetentionActor, type RetentionService } from './retention-service.js';
+import { eachLimit, holdCovers, type AuditSink, type RetentionActor, type RetentionService } from './retention-service.js';
 import { COLLECTIONS, type Clock, type DispositionRecord, type Hold, type MessageRetention, type MessageState, type Policy } from './types.js';
 
 export const DISPOSITION_JOB = 'disposition';
+
+/**
+ * Messages disposed of at once. Each is independent (its own guards, record
+ * and optimistic writes); overlapping them overlaps the store's fsyncs or
+ * S3 round trips. Cost: that many deletions in flight when the budget ends.
+ */
+const DISPOSE_CONCURRENCY = 8;
 
 export interface DispositionJobOptions {
   catalog: CatalogStore;
@@ -149,15 +156,15 @@ export class DispositionJob {
             limit: this.pageSize,
             cursor,
           });
-          for (const rec of page.records) {
+          await eachLimit(page.records, DISPOSE_CONCURRENCY, async (rec) => {
             if (Date.now() - started > this.o.budgetMs) {
               report.complete = false;
-              break;
+              return;
             }
             report.examined++;
             const outcome = await this.handle(rec, state, policies, holds, opts, report);
             if (outcome === 'deleted') deleted.push(rec.id);
-          }
+          });
           if (!report.complete) break;
           if (!opts.dryRun) await lease.renew();
           cursor = page.nextCursor;

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
 import { retentionFixture, type RetentionFixture } from './helpers/retention-fixture.js';
-import { renderPdf } from './retention-api.test.js';
+import { renderPdf } from './helpers/pdf-render.js';
 import { tempDir } from './helpers/archive-process.js';
 import { certificateDigest, COLLECTIONS, type DispositionRecord } from '../retention/index.js';
 import { certificateCsv, certificatePdf, holdReportPdf, retentionReportPdf, signCertificate, verifyCertificate } from '../src/reports/retention-reports.js';

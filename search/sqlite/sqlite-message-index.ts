@@ -143,7 +143,6 @@ const SCOPE_PER_MESSAGE_MAX = 5_000;
 const LIVE = '';
 const NEXT = '_next';
 const OLD = '_old';
-const SUFFIXES = [LIVE, NEXT, OLD] as const;
 
 function tableNames(suffix: string): TableNames {
   return {

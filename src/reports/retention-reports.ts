@@ -185,7 +185,8 @@ class ReportPdf {
   }
 
   /** A table: widths are fractions of the text width; the header repeats after each page break; rows never split. */
-  table(cols: Column[], rows: string[][], opts: { noHeader?: boolean; total?: number } = {}): void {
+  table(cols: Column[], rows: string[][], opts: { noHeader?: boolean; total?: number; fontSize?: number } = {}): void {
+    const size = opts.fontSize ?? 8.5;
     const d = this.doc;
     const x0 = d.page.margins.left;
     const widths = cols.map((c) => c.width * this.width);
@@ -207,9 +208,12 @@ class ReportPdf {
     drawHeader();
     const shown = rows.slice(0, MAX_PDF_ROWS);
     shown.forEach((row, r) => {
-      d.font(this.regular).fontSize(8.5);
+      d.font(this.regular).fontSize(size);
       const h = Math.max(14, ...row.map((cell, i) => d.heightOfString(cell, { width: widths[i] - 2 * pad }) + 2 * pad));
-      if (this.ensure(h)) drawHeader();
+      if (this.ensure(h)) {
+        drawHeader();
+        d.font(this.regular).fontSize(size);
+      }
       const y = d.y;
       if (r % 2 === 1) d.rect(x0, y, this.width, h).fill('#eef2f7');
       let x = x0;
@@ -337,8 +341,9 @@ export async function certificatePdf(d: CertificateData, cert: SignedCertificate
   );
   pdf.heading('Disposed items');
   pdf.table(
-    [{ header: 'SHA-256 / Message-ID', width: 0.4 }, { header: 'Date', width: 0.105 }, { header: 'Policy', width: 0.14 }, { header: 'Kept until', width: 0.115 }, { header: 'Disposed', width: 0.105 }, { header: 'Approver', width: 0.135 }],
+    [{ header: 'SHA-256 / Message-ID', width: 0.38 }, { header: 'Date', width: 0.11 }, { header: 'Policy', width: 0.14 }, { header: 'Kept until', width: 0.11 }, { header: 'Disposed', width: 0.11 }, { header: 'Approver', width: 0.15 }],
     d.items.map((i) => [`${i.sha256}\n${i.messageId ?? ''}`, day(i.date), `${i.policyName} v${i.policyVersion}`, day(i.retainUntil), day(i.disposedAt), i.approver]),
+    { fontSize: 7 },
   );
   pdf.heading('Public key');
   pdf.para(cert.signature.publicKeyPem);
