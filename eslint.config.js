@@ -16,7 +16,7 @@ export default tseslint.config(
     files: ['src/web/public/**/*.js'],
     languageOptions: {
       sourceType: 'module',
-      globals: Object.fromEntries(['window', 'document', 'location', 'history', 'fetch', 'URLSearchParams', 'FormData', 'DOMParser', 'Node', 'console', 'setTimeout', 'clearTimeout'].map((g) => [g, 'readonly'])),
+      globals: Object.fromEntries(['window', 'document', 'location', 'history', 'fetch', 'URLSearchParams', 'FormData', 'DOMParser', 'Node', 'HTMLElement', 'console', 'setTimeout', 'clearTimeout'].map((g) => [g, 'readonly'])),
     },
   },
   { files: ['bin/**/*.js', 'infra/**/*.js'], languageOptions: { globals: { process: 'readonly', console: 'readonly', URL: 'readonly' } } },

@@ -3,7 +3,7 @@
  * from the SpamAssassin corpus, each run as `archive export` in a child
  * process (the real command, inline queue), timed and with its peak RSS.
  *
- *   npm run build && node dist/bench/export.bench.js [--limit N] [--messages 100000] [--pdf-messages N] [--skip-mbox] [--keep]
+ *   npm run build && node dist/bench/export.bench.js [--limit N] [--messages 100000] [--pdf-messages N] [--skip-mbox] [--keep] [--archive DIR]
  *
  * --limit: corpus messages used (default all 6,046). --messages: archive size
  * for the EML and MBOX runs (the corpus repeated, each copy with its own
@@ -11,7 +11,8 @@
  * the corpus). The archive goes to a fresh directory under $BENCH_DIR (default:
  * the OS temp dir). Copies are stored through the real ingest pipeline; their
  * index documents are the parsed corpus documents re-keyed, so building
- * 100,000 messages does not take 100,000 parses.
+ * 100,000 messages does not take 100,000 parses. --keep keeps the archive
+ * and --archive DIR runs the exports on a kept one.
  * Targets (issue 7): EML-ZIP >= 2,000 msg/s, PDF >= 100 msg/s; memory flat.
  */
 import { spawn } from 'node:child_process';
@@ -25,9 +26,31 @@ import { createLogger } from '../src/logger.js';
 import { createServices } from '../src/services.js';
 import { documentFor } from '../ingest/index.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
-import { CLI, asSmtpMessage, fmt, loadSpamAssassin, rssSampler } from './bench-util.js';
+import { readFile } from 'node:fs/promises';
+import { CLI, asSmtpMessage, fmt, loadSpamAssassin } from './bench-util.js';
 
-const { values } = parseArgs({ options: { limit: { type: 'string' }, messages: { type: 'string', default: '100000' }, 'pdf-messages': { type: 'string' }, 'skip-mbox': { type: 'boolean' }, keep: { type: 'boolean' }, only: { type: 'string' } } });
+/**
+ * Peak memory of a process, sampled every 50 ms: VmHWM (all resident pages,
+ * including the SQLite index file's pages mapped with mmap, which the kernel
+ * may drop at will) and RssAnon (the process's own memory: heap, buffers).
+ */
+function memorySampler(pid: number): { stop(): void; peakMb(): number; peakAnonMb(): number } {
+  let peak = 0;
+  let anon = 0;
+  const read = async () => {
+    try {
+      const st = await readFile(`/proc/${pid}/status`, 'utf8');
+      peak = Math.max(peak, Number(/VmHWM:\s+(\d+)/.exec(st)?.[1] ?? 0));
+      anon = Math.max(anon, Number(/RssAnon:\s+(\d+)/.exec(st)?.[1] ?? 0));
+    } catch {
+      /* gone */
+    }
+  };
+  const t = setInterval(() => void read(), 50);
+  return { stop: () => clearInterval(t), peakMb: () => peak / 1024, peakAnonMb: () => anon / 1024 };
+}
+
+const { values } = parseArgs({ options: { limit: { type: 'string' }, messages: { type: 'string', default: '100000' }, 'pdf-messages': { type: 'string' }, 'skip-mbox': { type: 'boolean' }, keep: { type: 'boolean' }, archive: { type: 'string' } } });
 const limit = values.limit ? Number(values.limit) : Infinity;
 const total = Number(values.messages);
 const baseDir = process.env.BENCH_DIR ?? os.tmpdir();
@@ -90,6 +113,7 @@ interface RunResult {
   exportSecs: number;
   wallSecs: number;
   peakMb: number;
+  peakAnonMb: number;
   bytes: number;
 }
 
@@ -102,7 +126,7 @@ async function runExport(dataDir: string, args: string[]): Promise<RunResult> {
     env: { ...process.env, ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
-  const rss = rssSampler(proc.pid!);
+  const rss = memorySampler(proc.pid!);
   let stdout = '';
   proc.stdout.on('data', (d) => (stdout += d.toString()));
   const code = await new Promise<number | null>((resolve) => proc.once('exit', resolve));
@@ -112,25 +136,25 @@ async function runExport(dataDir: string, args: string[]): Promise<RunResult> {
   const rec = JSON.parse(stdout) as { createdAt: string; finishedAt: string; counts: { items: number; bytes: number } };
   const bytes = zip ? (await stat(zip)).size : rec.counts.bytes;
   await rm(out, { recursive: true, force: true });
-  return { items: rec.counts.items, exportSecs: (Date.parse(rec.finishedAt) - Date.parse(rec.createdAt)) / 1000, wallSecs, peakMb: rss.peakMb(), bytes };
+  return { items: rec.counts.items, exportSecs: (Date.parse(rec.finishedAt) - Date.parse(rec.createdAt)) / 1000, wallSecs, peakMb: rss.peakMb(), peakAnonMb: rss.peakAnonMb(), bytes };
 }
 
 function report(name: string, r: RunResult, target?: number): void {
   const rate = r.items / r.wallSecs;
   console.log(
     `${name}: ${fmt(r.items)} messages in ${fmt(r.wallSecs, 1)} s (export job ${fmt(r.exportSecs, 1)} s): ${fmt(rate)} msg/s` +
-      `${target ? ` (target ${fmt(target)})` : ''}, ${fmt(r.bytes / 1048576, 1)} MB, peak RSS ${fmt(r.peakMb)} MB`,
+      `${target ? ` (target ${fmt(target)})` : ''}, ${fmt(r.bytes / 1048576, 1)} MB, peak RSS ${fmt(r.peakMb)} MB (own memory ${fmt(r.peakAnonMb)} MB; the rest is the index file mapped by SQLite)`,
   );
 }
 
-const dataDir = await mkdtemp(path.join(baseDir, 'bench-export-'));
+const dataDir = values.archive ?? (await mkdtemp(path.join(baseDir, 'bench-export-')));
 try {
-  const a = await buildArchive(dataDir);
+  const a = values.archive ? { pdfDomain: 'pdf.bench.example' } : await buildArchive(dataDir);
   report('EML-ZIP (natives, CSV, signed manifest, then the ZIP)', await runExport(dataDir, ['--q', '', '--format', 'eml', '--zip']), 2000);
   if (!values['skip-mbox']) report('MBOX', await runExport(dataDir, ['--q', '', '--format', 'mbox']));
   report('PDF (one Bates-stamped PDF per message, OPT, CSV)', await runExport(dataDir, ['--q', `domain:${a.pdfDomain}`, '--format', 'pdf']), 100);
   report('Load files (natives, attachments, PDFs, text, DAT, OPT, EDRM XML)', await runExport(dataDir, ['--q', `domain:${a.pdfDomain}`, '--format', 'load']));
 } finally {
-  if (values.keep) console.log(`archive kept in ${dataDir}`);
+  if (values.keep || values.archive) console.log(`archive kept in ${dataDir}`);
   else await rm(dataDir, { recursive: true, force: true });
 }

@@ -51,7 +51,7 @@ async function benchOne(driver: 'sqlite' | 'opensearch', shape: Awaited<ReturnTy
     ['wildcard', 'invest*'],
     ['proximity', '"free money"~5'],
     ['domain + attachment', `domain:${shape.domains[7]} has:attachment`],
-    ['subject term', 'subject:meeting'],
+    ['subject term', 'subject:money'],
     ['facet-heavy: one year', 'date:2020'],
     ['facet-heavy: everything', ''],
   ];

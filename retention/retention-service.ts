@@ -484,7 +484,22 @@ export class RetentionService {
 
 /** Whether an active hold covers a document (its query, within its creator's scope). */
 export function holdCovers(h: Hold, doc: IndexedMessage): boolean {
-  return h.status === 'active' && inScope(doc, h.scope) && matchDocument(holdQuery(h), doc);
+  return h.status === 'active' && inScope(doc, h.scope) && matchDocument(cached(`h:${h.id}:${h.query ?? ''}:${(h.custodians ?? []).join(',')}:${h.dateFrom ?? ''}:${h.dateTo ?? ''}`, () => holdQuery(h)), doc);
+}
+
+/** Compiled matchers by what they were compiled from; parsing a query per message would dominate bulk application. */
+const compiledQueries = new Map<string, QueryNode>();
+/** Most compiled matchers kept (each a small AST). */
+const MAX_COMPILED = 1000;
+
+function cached(key: string, compile: () => QueryNode): QueryNode {
+  let q = compiledQueries.get(key);
+  if (!q) {
+    q = compile();
+    if (compiledQueries.size >= MAX_COMPILED) compiledQueries.clear();
+    compiledQueries.set(key, q);
+  }
+  return q;
 }
 
 /**
@@ -495,7 +510,7 @@ export function holdCovers(h: Hold, doc: IndexedMessage): boolean {
 export function evaluate(doc: IndexedMessage, policies: Policy[]): Evaluation {
   let best: Evaluation | undefined;
   for (const p of policies) {
-    if (p.isDefault || !matchDocument(policyQuery(p.matcher), doc)) continue;
+    if (p.isDefault || !matchDocument(cached(`p:${JSON.stringify(p.matcher)}`, () => policyQuery(p.matcher)), doc)) continue;
     const until = computeRetainUntil(p.period, doc);
     if (!best || until > best.until || (until === best.until && p.id < best.policy.id)) best = { policy: p, until };
   }

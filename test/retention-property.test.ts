@@ -43,12 +43,31 @@ interface ModelMessage {
   deleted: boolean;
 }
 
-describe('retention property: holds always win, nothing goes before its retain-until', () => {
-  for (const seed of [1, 2, 3, 4, 5, 6]) {
+const OS_URL = process.env.ARCHIVE_TEST_OPENSEARCH_URL;
+if (!OS_URL) {
+  const msg = 'ARCHIVE_TEST_OPENSEARCH_URL is not set: the retention property test on the scale-out index and catalog (OpenSearch) did NOT run';
+  if (process.env.CI === 'true') {
+    describe('retention property: scale-out', () => {
+      it('needs OpenSearch in CI', () => {
+        throw new Error(msg);
+      });
+    });
+  } else console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${msg}\n${'!'.repeat(100)}\n`);
+}
+
+/** Embedded (SQLite index and catalog) always; scale-out (OpenSearch index and catalog) when it is reachable. */
+const DEPLOYMENTS: { name: string; openSearch?: string; seeds: number[] }[] = [
+  { name: 'embedded', seeds: [1, 2, 3, 4, 5, 6] },
+  ...(OS_URL ? [{ name: 'scale-out (OpenSearch)', openSearch: OS_URL, seeds: [7, 8] }] : []),
+];
+
+for (const dep of DEPLOYMENTS)
+describe(`retention property (${dep.name}): holds always win, nothing goes before its retain-until`, () => {
+  for (const seed of dep.seeds) {
     it(`seed ${seed}`, async () => {
       const rnd = prng(seed);
       const pick = <T>(xs: readonly T[]): T => xs[Math.floor(rnd() * xs.length)];
-      const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z' });
+      const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', openSearch: dep.openSearch });
       fixtures.push(fx);
       const { service, job } = fx;
       const policies = new Map<string, PolicyInput>();
@@ -140,7 +159,7 @@ describe('retention property: holds always win, nothing goes before its retain-u
       expect(messages.length).toBeGreaterThan(5);
       // Not vacuous: the runs did delete.
       expect(messages.filter((m) => m.deleted).length).toBeGreaterThan(0);
-    }, 120_000);
+    }, 300_000);
   }
 });
 
@@ -175,9 +194,10 @@ function failingStore(s: ObjectStore, armed: () => boolean, method: 'getLegalHol
   });
 }
 
-describe('fail-closed disposition', () => {
+for (const dep of DEPLOYMENTS)
+describe(`fail-closed disposition (${dep.name})`, () => {
   const setup = async (wrap: { wrapCatalog?: (c: CatalogStore) => CatalogStore; wrapStore?: (s: ObjectStore) => ObjectStore }) => {
-    const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', ...wrap });
+    const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', openSearch: dep.openSearch, ...wrap });
     fixtures.push(fx);
     await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 10, from: 'received' }, action: 'delete' }, actor);
     const shas = [];

@@ -46,6 +46,8 @@ export interface ExportJobDeps extends RunDeps {
 
 export class ExportJob {
   private stopping = false;
+  /** Exports running in this process. */
+  private readonly active = new Set<string>();
   /** With bull a paused export fails this attempt so another node retries it; in-process, the next start resumes it. */
   private rethrowPause = false;
 
@@ -68,6 +70,8 @@ export class ExportJob {
   async handle(payload: ExportJobPayload, attempt = 1): Promise<void> {
     const { records, log } = this.deps;
     const id = payload.exportId;
+    // A second job for an export this process is already running (a resume while it runs): nothing to do.
+    if (this.active.has(id)) return;
     const rec = await records.get(id);
     if (!rec) {
       log.warn({ exportId: id }, 'export job for an export that does not exist');
@@ -84,7 +88,9 @@ export class ExportJob {
     let held = false;
     const taken = await records.mutate(id, (d) => {
       if (d.status !== 'queued' && d.status !== 'running') return undefined;
-      if (d.runner && !runnerIsGone(d.runner)) {
+      // A lease of this very process that no job here holds is left from a failed attempt: stale.
+      const mine = d.runner?.host === me.host && d.runner.pid === me.pid;
+      if (d.runner && (mine ? this.active.has(id) : !runnerIsGone(d.runner))) {
         held = true;
         return undefined;
       }
@@ -102,10 +108,16 @@ export class ExportJob {
       void records.mutate(id, (d) => (d.runner?.id === me.id ? { ...d, runner: { ...me, heartbeatAt: new Date().toISOString() } } : undefined)).catch(() => undefined);
     }, HEARTBEAT_MS);
     heartbeat.unref();
+    this.active.add(id);
     try {
       await this.run(id, taken.data, me, attempt);
+    } catch (err) {
+      // Whatever failed, the lease goes, so a retry (here or on another node) can take it at once.
+      await records.mutate(id, (d) => (d.runner?.id === me.id ? { ...d, runner: undefined } : undefined)).catch(() => undefined);
+      throw err;
     } finally {
       clearInterval(heartbeat);
+      this.active.delete(id);
     }
   }
 

@@ -87,7 +87,7 @@ export function rawMail(mail: TestMail): Buffer {
   );
 }
 
-export async function retentionFixture(opts: { start: string; fourEyes?: boolean; store?: (dir: string, clock: () => Date) => Promise<ObjectStore>; wrapCatalog?: (c: CatalogStore) => CatalogStore; wrapStore?: (s: ObjectStore) => ObjectStore }): Promise<RetentionFixture> {
+export async function retentionFixture(opts: { start: string; fourEyes?: boolean; openSearch?: string; store?: (dir: string, clock: () => Date) => Promise<ObjectStore>; wrapCatalog?: (c: CatalogStore) => CatalogStore; wrapStore?: (s: ObjectStore) => ObjectStore }): Promise<RetentionFixture> {
   const dir = await mkdtemp(path.join(os.tmpdir(), 'archive-retention-'));
   let now: DateTime = DateTime.fromISO(opts.start, { zone: 'utc' });
   const clock = () => now;
@@ -100,9 +100,29 @@ export async function retentionFixture(opts: { start: string; fourEyes?: boolean
     baseStore = fs;
   }
   const store = opts.wrapStore ? opts.wrapStore(baseStore) : baseStore;
-  const index = new SqliteMessageIndex(path.join(dir, 'index.sqlite'), silent);
+  let index: MessageIndex;
+  let baseCatalog: CatalogStore;
+  let dropOpenSearch = async () => undefined as unknown;
+  if (opts.openSearch) {
+    // Scale-out: OpenSearch index and catalog, a fresh prefix per fixture.
+    const [{ Client }, { OpenSearchMessageIndex }, { OpenSearchCatalogStoreAdapter }] = await Promise.all([
+      import('@opensearch-project/opensearch'),
+      import('../../search/opensearch/opensearch-message-index.js'),
+      import('../../src/adapters/opensearch/opensearch-catalog-store-adapter.js'),
+    ]);
+    const prefix = `archive-test-ret-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 8)}`;
+    const client = new Client({ node: opts.openSearch });
+    index = new OpenSearchMessageIndex({ client, indexPrefix: prefix, log: silent });
+    baseCatalog = new OpenSearchCatalogStoreAdapter({ client, indexPrefix: prefix, log: silent });
+    dropOpenSearch = async () => {
+      await client.indices.delete({ index: `${prefix}-*`, expand_wildcards: 'all' } as never).catch(() => undefined);
+      await client.close();
+    };
+  } else {
+    index = new SqliteMessageIndex(path.join(dir, 'index.sqlite'), silent);
+    baseCatalog = new SqliteCatalogStore(path.join(dir, 'records.sqlite'), silent);
+  }
   await index.init();
-  const baseCatalog = new SqliteCatalogStore(path.join(dir, 'records.sqlite'), silent);
   await baseCatalog.init();
   const catalog = opts.wrapCatalog ? opts.wrapCatalog(baseCatalog) : baseCatalog;
   const audit = new AuditTrail({ catalog: baseCatalog, store: baseStore, log: silent, now: jsClock });
@@ -149,6 +169,7 @@ export async function retentionFixture(opts: { start: string; fourEyes?: boolean
       await index.close();
       await baseCatalog.close();
       await baseStore.close();
+      await dropOpenSearch();
       await rm(dir, { recursive: true, force: true });
     },
   };

@@ -34,6 +34,10 @@ function render(...children) {
   const m = main();
   m.replaceChildren();
   append(m, children);
+  const title = m.querySelector('h1')?.textContent;
+  document.title = title ? `${title} · Mail archive` : 'Mail archive';
+  // After an in-page navigation, keyboard and screen-reader users start at the new content.
+  if (state.navigated && !m.contains(document.activeElement)) m.focus({ preventScroll: true });
 }
 function toast(text) {
   const t = document.getElementById('toast');
@@ -114,6 +118,7 @@ function sessionEnded() {
 // ---------- routing
 
 function go(url, { replace = false } = {}) {
+  state.navigated = true;
   if (replace) history.replaceState(null, '', url);
   else history.pushState(null, '', url);
   route();
@@ -126,13 +131,24 @@ document.addEventListener('click', (e) => {
   go(a.getAttribute('href'));
 });
 window.addEventListener('popstate', () => route());
+// "/" jumps to the query box (as in many search tools), unless one is typing already.
+document.addEventListener('keydown', (e) => {
+  if (e.key !== '/' || e.ctrlKey || e.metaKey || e.altKey) return;
+  const t = e.target;
+  if (t instanceof HTMLElement && (t.isContentEditable || ['INPUT', 'TEXTAREA', 'SELECT'].includes(t.tagName))) return;
+  const q = document.getElementById('q');
+  if (q) {
+    e.preventDefault();
+    q.focus();
+  }
+});
 
 const NAV = [
   { path: '/search', label: 'Search', show: () => has('officer', 'reviewer') },
   { path: '/exports', label: 'Exports', show: () => has('officer') },
-  { path: '/cases', label: 'Cases & holds', show: () => has('officer') },
-  { path: '/retention', label: 'Retention', show: () => has('officer', 'admin') },
-  { path: '/reports', label: 'Reports', show: () => has('auditor', 'officer') },
+  { path: '/cases', label: 'Cases & holds', show: () => has('officer', 'admin', 'auditor') },
+  { path: '/retention', label: 'Retention', show: () => has('officer', 'admin', 'auditor') },
+  { path: '/reports', label: 'Reports', show: () => has('auditor', 'officer', 'admin') },
   { path: '/audit', label: 'Audit trail', show: () => has('auditor') },
   { path: '/admin', label: 'Administration', show: () => has('admin') },
 ];
@@ -710,22 +726,248 @@ function notYet(title, what) {
   render(h('h1', {}, title), h('p', { class: 'banner', role: 'status' }, `${what} This archive server does not offer that API yet; the page appears here once it does.`));
 }
 
+const csv = (v) => String(v ?? '').split(/[,\s]+/).map((x) => x.trim()).filter(Boolean);
+function dl(href, label, attrs = {}) {
+  return h('a', { class: 'button', href, download: true, ...attrs }, label);
+}
+
 async function casesPage() {
   if (!offers('GET', '/api/cases')) return notYet('Cases & holds', 'Cases, custodians and legal holds are managed here.');
+  const id = new URLSearchParams(location.search).get('id');
+  if (id) return casePage(id);
   const { cases } = await api('/api/cases');
-  render(h('h1', {}, 'Cases & holds'), h('table', {}, h('tbody', {}, (cases ?? []).map((c) => h('tr', {}, h('td', {}, c.name ?? c.id), h('td', {}, c.status ?? ''))))));
+  const msg = h('p', { role: 'alert', class: 'error' });
+  const form = h(
+    'form',
+    { class: 'card', id: 'case-form', 'aria-label': 'Open a case' },
+    h('h2', {}, 'Open a case'),
+    h(
+      'div',
+      { class: 'row' },
+      h('label', {}, 'Case name', h('input', { name: 'name', required: true })),
+      h('label', {}, 'Matter number', h('input', { name: 'matterNumber', required: true })),
+      h('label', {}, 'Description', h('input', { name: 'description' })),
+      h('label', {}, 'Custodians (comma-separated addresses)', h('input', { name: 'custodians', size: 40 })),
+      h('button', { class: 'primary', type: 'submit' }, 'Open case'),
+    ),
+    msg,
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    try {
+      const c = await api('/api/cases', { method: 'POST', body: { name: f.get('name'), matterNumber: f.get('matterNumber'), description: f.get('description') || undefined, custodians: csv(f.get('custodians')) } });
+      go(`/cases?id=${encodeURIComponent(c.id)}`);
+    } catch (err) {
+      msg.textContent = err.message;
+    }
+  });
+  render(
+    h('h1', {}, 'Cases & holds'),
+    has('officer') ? form : null,
+    h('h2', {}, 'Cases'),
+    cases.length
+      ? h('table', { id: 'cases' }, h('thead', {}, h('tr', {}, ['Matter', 'Name', 'Custodians', 'Status', 'Opened'].map((x) => h('th', {}, x)))), h('tbody', {}, cases.map((c) => h('tr', {}, h('td', {}, h('a', { href: `/cases?id=${encodeURIComponent(c.id)}`, 'data-link': true }, c.matterNumber)), h('td', {}, c.name), h('td', {}, (c.custodians ?? []).join(', ')), h('td', {}, c.status), h('td', {}, `${fmtDate(c.createdAt)} by ${c.createdBy}`)))))
+      : h('p', { class: 'muted' }, 'No cases yet.'),
+  );
+}
+
+async function casePage(id) {
+  const { case: c, holds } = await api(`/api/cases/${encodeURIComponent(id)}`);
+  const msg = h('p', { role: 'status', id: 'hold-result' });
+  const custodians = h('input', { name: 'custodians', size: 40 });
+  custodians.value = (c.custodians ?? []).join(', ');
+  const form = h(
+    'form',
+    { class: 'card', id: 'hold-form', 'aria-label': 'Place a legal hold' },
+    h('h2', {}, 'Place a legal hold'),
+    h('p', { class: 'muted' }, 'Covers existing and future mail of the custodians (sent, received, Bcc, expanded lists) and/or a query, within your scope.'),
+    h(
+      'div',
+      { class: 'row' },
+      h('label', {}, 'Hold name', h('input', { name: 'name', required: true, value: `${c.matterNumber} hold` })),
+      h('label', {}, 'Custodians', custodians),
+      h('label', {}, 'Query (optional)', h('input', { name: 'query', size: 30 })),
+      h('label', {}, 'Mail dated from', h('input', { name: 'dateFrom', type: 'date' })),
+      h('label', {}, 'to', h('input', { name: 'dateTo', type: 'date' })),
+      h('button', { class: 'primary', type: 'submit', id: 'place-hold' }, 'Place hold'),
+    ),
+    msg,
+  );
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const f = new FormData(form);
+    const body = { name: f.get('name'), custodians: csv(f.get('custodians')) };
+    if (f.get('query')) body.query = f.get('query');
+    if (f.get('dateFrom')) body.dateFrom = f.get('dateFrom');
+    if (f.get('dateTo')) body.dateTo = f.get('dateTo');
+    if (!body.custodians.length) delete body.custodians;
+    try {
+      const hold = await api(`/api/cases/${encodeURIComponent(id)}/holds`, { method: 'POST', body });
+      toast(`Hold placed: ${hold.messageCount} messages held`);
+      await casePage(id);
+    } catch (err) {
+      msg.className = 'error';
+      msg.textContent = err.message;
+    }
+  });
+  const releaseCell = (hold) => {
+    if (hold.status !== 'active' || !has('officer')) return hold.status === 'released' ? `released ${fmtDate(hold.releasedAt)} by ${hold.releasedBy}: ${hold.releaseReason ?? ''}` : '';
+    const reason = h('input', { name: 'reason', required: true, placeholder: 'Reason (required)', 'aria-label': `Reason to release ${hold.name}` });
+    const f = h('form', { class: 'row' }, reason, h('button', { type: 'submit' }, 'Release'));
+    f.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      try {
+        await api(`/api/holds/${encodeURIComponent(hold.id)}/release`, { method: 'POST', body: { reason: reason.value } });
+        toast('Hold released');
+        await casePage(id);
+      } catch (err) {
+        toast(err.message);
+      }
+    });
+    return f;
+  };
+  const exportQ = (c.custodians ?? []).length ? `(${c.custodians.map((x) => `participant:${x}`).join(' OR ')})` : '';
+  render(
+    h('p', {}, h('a', { href: '/cases', 'data-link': true }, '← All cases')),
+    h('h1', {}, `${c.matterNumber}: ${c.name}`),
+    c.description ? h('p', {}, c.description) : null,
+    h('p', { class: 'muted' }, `Custodians: ${(c.custodians ?? []).join(', ') || 'none'} · ${c.status} · opened ${fmtDate(c.createdAt)} by ${c.createdBy}`),
+    h(
+      'p',
+      { class: 'row' },
+      has('officer', 'auditor') ? [dl(`/api/reports/holds/${encodeURIComponent(id)}?format=pdf`, 'Hold report (PDF)'), dl(`/api/reports/holds/${encodeURIComponent(id)}?format=csv`, 'Hold report (CSV)')] : null,
+      has('officer') && exportQ ? h('a', { class: 'button', href: `/exports?q=${encodeURIComponent(exportQ)}`, 'data-link': true }, "Export the custodians' mail…") : null,
+    ),
+    h('h2', {}, 'Holds'),
+    holds.length
+      ? h('table', { id: 'holds' }, h('thead', {}, h('tr', {}, ['Hold', 'Custodians', 'Query', 'Dates', 'Held messages', 'Status'].map((x) => h('th', {}, x)))), h('tbody', {}, holds.map((x) => h('tr', { 'data-hold': x.id, 'data-status': x.status }, h('td', {}, x.name), h('td', {}, (x.custodians ?? []).join(', ')), h('td', { class: 'mono' }, x.query ?? ''), h('td', {}, [x.dateFrom, x.dateTo].filter(Boolean).join(' – ')), h('td', { class: 'held-count' }, String(x.messageCount)), h('td', {}, x.status, ' ', releaseCell(x))))))
+      : h('p', { class: 'muted' }, 'No holds yet.'),
+    has('officer') ? form : null,
+  );
 }
 
 async function retentionPage() {
   if (!offers('GET', '/api/retention/policies')) return notYet('Retention', 'Retention policies, the simulator and the disposition review queue are managed here.');
-  const r = await api('/api/retention/policies');
-  render(h('h1', {}, 'Retention'), h('pre', { class: 'plain' }, JSON.stringify(r, null, 2)));
+  const [{ policies }, pending] = await Promise.all([api('/api/retention/policies'), api('/api/retention/dispositions/pending').catch(() => ({ pending: [] }))]);
+  const period = (p) => (p.period.unit === 'forever' ? 'forever' : `${p.period.count} ${p.period.unit} from ${p.period.from}`);
+  const matcher = (m) => Object.entries(m ?? {}).map(([k, v]) => `${k}: ${Array.isArray(v) ? v.join(', ') : v}`).join('; ') || 'all mail';
+  const editor = () => {
+    const out = h('div', { role: 'status', id: 'simulation' });
+    const save = h('button', { type: 'button', class: 'primary', disabled: true }, 'Save policy');
+    const form = h(
+      'form',
+      { class: 'card', id: 'policy-form', 'aria-label': 'New retention policy' },
+      h('h2', {}, 'New policy'),
+      h(
+        'div',
+        { class: 'row' },
+        h('label', {}, 'Name', h('input', { name: 'name', required: true })),
+        h('label', {}, 'Senders', h('input', { name: 'senders' })),
+        h('label', {}, 'Recipients', h('input', { name: 'recipients' })),
+        h('label', {}, 'Custodians', h('input', { name: 'custodians' })),
+        h('label', {}, 'Query', h('input', { name: 'query' })),
+        h('label', { class: 'inline' }, h('input', { type: 'checkbox', name: 'hasAttachment' }), 'Only with attachments'),
+      ),
+      h(
+        'div',
+        { class: 'row spaced' },
+        h('label', {}, 'Keep for', h('input', { name: 'count', type: 'number', min: '0', value: '7' })),
+        h('label', {}, 'Unit', h('select', { name: 'unit' }, ['years', 'months', 'days', 'forever'].map((u) => h('option', { value: u }, u)))),
+        h('label', {}, 'Counted from', h('select', { name: 'from' }, h('option', { value: 'received' }, 'received'), h('option', { value: 'sent' }, 'sent'))),
+        h('label', {}, 'Then', h('select', { name: 'action' }, h('option', { value: 'delete' }, 'delete'), h('option', { value: 'review' }, 'review before deletion'))),
+        h('button', { type: 'submit' }, 'Simulate'),
+        save,
+      ),
+      out,
+    );
+    const input = () => {
+      const f = new FormData(form);
+      const m = {};
+      for (const k of ['senders', 'recipients', 'custodians']) if (csv(f.get(k)).length) m[k] = csv(f.get(k));
+      if (f.get('query')) m.query = f.get('query');
+      if (f.get('hasAttachment')) m.hasAttachment = true;
+      return { name: f.get('name'), matcher: m, period: { unit: f.get('unit'), count: Number(f.get('count') || 0), from: f.get('from') }, action: f.get('action') };
+    };
+    form.addEventListener('input', () => (save.disabled = true));
+    form.addEventListener('submit', async (e) => {
+      e.preventDefault();
+      try {
+        const r = await api('/api/retention/policies/simulate', { method: 'POST', body: { policy: input() } });
+        const LABELS = { examined: 'Messages examined', governed: 'Governed by this policy', unchanged: 'Retention unchanged', extended: 'Retention extended', keptLonger: 'Kept longer (an applied date is never shortened)', expiredNow: 'Would expire now', held: 'Under legal hold', forever: 'Kept forever' };
+        const rows = Object.entries(r ?? {}).filter(([, v]) => typeof v === 'number');
+        out.replaceChildren(
+          h('h3', {}, 'If saved now'),
+          rows.length ? h('table', { class: 'counts' }, h('tbody', {}, rows.map(([k, v]) => h('tr', {}, h('th', { scope: 'row' }, LABELS[k] ?? k), h('td', {}, v.toLocaleString('en')))))) : h('pre', { class: 'plain' }, JSON.stringify(r, null, 2)),
+        );
+        save.disabled = false;
+      } catch (err) {
+        out.replaceChildren(h('p', { class: 'error' }, err.message));
+      }
+    });
+    save.addEventListener('click', async () => {
+      try {
+        await api('/api/retention/policies', { method: 'POST', body: input() });
+        toast('Policy saved');
+        await retentionPage();
+      } catch (err) {
+        out.replaceChildren(h('p', { class: 'error' }, err.message));
+      }
+    });
+    return form;
+  };
+  const approve = async (sha) => {
+    try {
+      const r = await api('/api/retention/dispositions/approve', { method: 'POST', body: { sha256: [sha] } });
+      toast(`Approved ${r.approved?.length ?? r.approved ?? ''}`);
+      await retentionPage();
+    } catch (err) {
+      toast(err.message);
+    }
+  };
+  render(
+    h('h1', {}, 'Retention'),
+    h('table', { id: 'policies' }, h('thead', {}, h('tr', {}, ['Policy', 'Applies to', 'Keep', 'Then', 'Version'].map((x) => h('th', {}, x)))), h('tbody', {}, policies.map((p) => h('tr', {}, h('td', {}, p.name, p.isDefault ? h('span', { class: 'badge' }, 'default') : null), h('td', {}, matcher(p.matcher)), h('td', {}, period(p)), h('td', {}, p.action), h('td', {}, String(p.version)))))),
+    has('admin') ? editor() : null,
+    h('h2', {}, `Disposition review queue (${pending.pending?.length ?? 0})`),
+    pending.pending?.length
+      ? h('table', {}, h('tbody', {}, pending.pending.map((x) => h('tr', {}, h('td', { class: 'mono' }, x.sha256 ?? x.id), h('td', {}, x.policyName ?? x.policyId ?? ''), h('td', {}, x.proposedBy ?? ''), h('td', {}, has('admin', 'officer') ? h('button', { type: 'button', onclick: () => approve(x.sha256 ?? x.id) }, 'Approve') : '')))))
+      : h('p', { class: 'muted' }, 'Nothing waits for approval.'),
+  );
 }
 
 async function reportsPage() {
-  const reports = [...state.api].filter((k) => k.startsWith('GET /api/reports'));
-  if (!reports.length) return notYet('Reports', 'The retention report, disposition certificates and hold reports are downloaded here.');
-  render(h('h1', {}, 'Reports'), h('ul', {}, reports.filter((k) => !k.includes('{')).map((k) => h('li', {}, h('a', { href: k.slice(4), download: true }, k.slice(4))))));
+  if (!offers('GET', '/api/reports/retention')) return notYet('Reports', 'The retention report, disposition certificates and hold reports are downloaded here.');
+  const today = new Date().toISOString().slice(0, 10);
+  const monthAgo = new Date(Date.now() - 30 * 86_400_000).toISOString().slice(0, 10);
+  const from = h('input', { type: 'date', name: 'from', value: monthAgo });
+  const to = h('input', { type: 'date', name: 'to', value: today });
+  const fixity = h('input', { type: 'checkbox', name: 'fixity' });
+  const links = h('p', { class: 'row', id: 'report-links' });
+  const draw = () => {
+    const q = (format, extra = {}) => new URLSearchParams({ from: from.value, to: to.value, format, ...extra }).toString();
+    const fx = fixity.checked ? { fixity: 'true' } : {};
+    links.replaceChildren(
+      ...(has('auditor', 'admin')
+        ? [
+            dl(`/api/reports/retention?${q('pdf', fx)}`, 'Retention report (PDF)', { id: 'retention-report-pdf' }),
+            dl(`/api/reports/retention?${q('csv', fx)}`, 'Retention report (CSV)'),
+            dl(`/api/reports/certificate?${q('pdf')}`, 'Disposition certificate (PDF)'),
+            dl(`/api/reports/certificate?${q('csv')}`, 'Certificate items (CSV)'),
+          ]
+        : [h('span', { class: 'muted' }, 'Retention reports and certificates are for auditors.')]),
+    );
+  };
+  for (const el of [from, to, fixity]) el.addEventListener('change', draw);
+  draw();
+  const cases = has('auditor', 'officer', 'admin') ? await api('/api/cases').catch(() => ({ cases: [] })) : { cases: [] };
+  render(
+    h('h1', {}, 'Reports'),
+    h('section', { class: 'card', 'aria-label': 'Retention and disposition' }, h('h2', {}, 'Retention and disposition'), h('div', { class: 'row' }, h('label', {}, 'From', from), h('label', {}, 'To', to), h('label', { class: 'inline' }, fixity, 'Re-hash the whole store first (slow)')), links),
+    has('auditor', 'officer')
+      ? h('section', { class: 'card', 'aria-label': 'Legal hold reports' }, h('h2', {}, 'Legal hold reports'), cases.cases.length ? h('ul', { class: 'plain' }, cases.cases.map((c) => h('li', {}, `${c.matterNumber}: ${c.name} `, dl(`/api/reports/holds/${encodeURIComponent(c.id)}?format=pdf`, 'PDF'), ' ', dl(`/api/reports/holds/${encodeURIComponent(c.id)}?format=csv`, 'CSV')))) : h('p', { class: 'muted' }, 'No cases.'))
+      : null,
+  );
 }
 
 // ---------- audit
