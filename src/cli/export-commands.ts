@@ -96,6 +96,7 @@ export async function exportCommand(args: string[], { config, log }: Ctx): Promi
     let data: ExportRecordData;
     if (action === 'resume') {
       data = await services.exports.resume(id!);
+      await services.exports.audit(data, 'export.resume', 'success', { via: 'cli', by: cliUser().id });
     } else {
       const fields = values.field?.map((f) => {
         const [field, name] = f.split('=', 2);
@@ -126,7 +127,7 @@ export async function exportCommand(args: string[], { config, log }: Ctx): Promi
     }
     const final = await follow(services, data.id);
     if (final.status === 'done' && values.zip) {
-      await pipeline(zipPackage(final.packageDir), createWriteStream(values.zip));
+      await pipeline(zipPackage(final.packageDir, { mtime: final.finishedAt ? new Date(final.finishedAt) : undefined }), createWriteStream(values.zip));
       if (!values.json) console.error(`wrote ${values.zip}`);
     }
     if (values.json) console.log(JSON.stringify(final, null, 2));

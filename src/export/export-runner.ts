@@ -740,7 +740,7 @@ export class ExportRun {
     // Files listed by the journal, plus the shared outputs; anything else is debris of a dead run.
     const expected = new Set<string>(shared);
     for await (const e of this.journalEntries()) for (const d of e.docs) for (const f of d.files) expected.add(f.path);
-    for await (const f of walkFiles(this.dir, (rel) => rel === WORK_DIR || rel === MANIFEST || rel === SIGNATURE)) {
+    for await (const f of walkFiles(this.dir, (rel) => rel === WORK_DIR || rel === MANIFEST || rel === SIGNATURE, '', false)) {
       if (!expected.has(f.rel)) {
         this.deps.log.warn({ exportId: this.rec.id, file: f.rel }, 'removing a file a crashed run left behind');
         await unlink(f.abs);

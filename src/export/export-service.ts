@@ -177,6 +177,6 @@ export class ExportService {
   async download(id: string, actor: ExportActor): Promise<{ filename: string; stream: Readable; data: ExportRecordData }> {
     const data = await this.get(id, actor);
     if (data.status !== 'done') throw new ExportStateError(`export ${id} is ${data.status}, not done`);
-    return { filename: `${id}.zip`, stream: zipPackage(data.packageDir), data };
+    return { filename: `${id}.zip`, stream: zipPackage(data.packageDir, { mtime: data.finishedAt ? new Date(data.finishedAt) : undefined }), data };
   }
 }

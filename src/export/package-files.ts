@@ -94,23 +94,21 @@ export interface WalkedFile {
   /** Package-relative, forward slashes. */
   rel: string;
   abs: string;
+  /** 0 when the walk was asked not to stat. */
   size: number;
-  mtime: Date;
-  mode: number;
 }
 
 /** Every file under `root` in byte order of their relative paths, one directory listing at a time. */
-export async function* walkFiles(root: string, skip: (rel: string) => boolean = () => false, rel = ''): AsyncGenerator<WalkedFile> {
+export async function* walkFiles(root: string, skip: (rel: string) => boolean = () => false, rel = '', withSize = true): AsyncGenerator<WalkedFile> {
   const entries = await readdir(path.join(root, rel), { withFileTypes: true });
   entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
   for (const e of entries) {
     const r = rel ? `${rel}/${e.name}` : e.name;
     if (skip(r)) continue;
-    if (e.isDirectory()) yield* walkFiles(root, skip, r);
+    if (e.isDirectory()) yield* walkFiles(root, skip, r, withSize);
     else if (e.isFile()) {
       const abs = path.join(root, r);
-      const st = await stat(abs);
-      yield { rel: r, abs, size: st.size, mtime: st.mtime, mode: st.mode };
+      yield { rel: r, abs, size: withSize ? (await stat(abs)).size : 0 };
     }
   }
 }

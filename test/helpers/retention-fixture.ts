@@ -116,7 +116,6 @@ export async function retentionFixture(opts: { start: string; fourEyes?: boolean
     baseCatalog = new OpenSearchCatalogStoreAdapter({ client, indexPrefix: prefix, log: silent });
     dropOpenSearch = async () => {
       await client.indices.delete({ index: `${prefix}-*`, expand_wildcards: 'all' } as never).catch(() => undefined);
-      await client.close();
     };
   } else {
     index = new SqliteMessageIndex(path.join(dir, 'index.sqlite'), silent);
@@ -166,10 +165,11 @@ export async function retentionFixture(opts: { start: string; fourEyes?: boolean
       return (await baseStore.statMessage(sha256)) !== undefined;
     },
     async close() {
+      // OpenSearch indices go first, while the client is still open.
+      await dropOpenSearch();
       await index.close();
       await baseCatalog.close();
       await baseStore.close();
-      await dropOpenSearch();
       await rm(dir, { recursive: true, force: true });
     },
   };
