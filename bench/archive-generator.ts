@@ -11,18 +11,9 @@ import type { IndexedMessage, Participant } from '../src/domain/indexed-message.
 import type { EnvelopeRecipient } from '../src/domain/types.js';
 import { parseMessage, DEFAULT_PARSE_LIMITS } from '../ingest/message-parser.js';
 import { loadSpamAssassin } from './bench-util.js';
+import { prng as rng } from './prng.js';
 
-/** A small fast PRNG (mulberry32), so every run builds the same archive. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+export { prng as rng } from './prng.js';
 
 export interface ArchiveShape {
   domains: string[];

@@ -3,6 +3,7 @@
  * reference splitter, under every small chunking; bounded memory for a large
  * message and for long lines; skipping; non-MBOX input; real mail round-trips.
  */
+import { prng } from '../bench/prng.js';
 import { createHash } from 'node:crypto';
 import { createWriteStream, existsSync, readdirSync, readFileSync } from 'node:fs';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
@@ -132,17 +133,6 @@ function referenceSplit(data: Buffer): Collected[] {
   });
 }
 
-/** Deterministic PRNG (mulberry32), so a failing case can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 /** Tokens that put line breaks, `From`, `>` and CR next to each other in every way. */
 const TOKENS = ['From ', 'From x@y Mon\n', 'From a\r\n', '>From ', '>>From ', '>', '>>', 'F', 'Fr', 'Fro', 'From', '>Fro', 'From\n', '\n', '\n\n', '\r\n', '\r\n\r\n', '\r', 'a', 'Subject: hi', ' From ', 'é'];

@@ -6,6 +6,7 @@
  * Plus the fail-closed guards (an injected catalog or storage error deletes
  * nothing) and four-eyes mode.
  */
+import { prng } from '../bench/prng.js';
 import { afterEach, describe, expect, it } from 'vitest';
 import { DateTime } from 'luxon';
 import { retentionFixture, type RetentionFixture } from './helpers/retention-fixture.js';
@@ -14,17 +15,6 @@ import type { CatalogStore } from '../src/ports/catalog-store.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import { StorageUnavailableError } from '../src/errors.js';
 
-/** mulberry32: a small seeded PRNG. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const PEOPLE = ['ann@corp.example', 'bob@corp.example', 'cy@corp.example', 'dee@corp.example', 'eve@other.example', 'fay@other.example'];
 const actor = { user: 'officer@corp.example' };
