@@ -19,7 +19,9 @@ import { ParsePool } from '../ingest/parse-pool.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
 import { createExports, type ExportService, type ExportJob } from './export/index.js';
-import { DispositionJob, RetentionReports, RetentionService, systemClock } from '../retention/index.js';
+import { DispositionJob, RetentionReports, RetentionService, holdQuery, systemClock } from '../retention/index.js';
+import type { QueryNode } from '../search/index.js';
+import { ValidationError } from './errors.js';
 
 export interface Services {
   config: Config;
@@ -111,7 +113,14 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
   });
   // Retain-until and holds are applied as each batch lands in the index.
   const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool, (docs) => retention.applyToDocuments(docs));
-  const { service: exports, job: exportJob } = createExports({ config, log, store, index, queue, catalog, audit });
+  // A case's held set, for exports: the OR of the case's active holds (the user's scope applies on top).
+  const resolveCase = async (caseId: string): Promise<QueryNode> => {
+    await retention.getCase(caseId);
+    const holds = (await retention.listHolds(caseId)).filter((h) => h.status === 'active');
+    if (!holds.length) throw new ValidationError(`case ${caseId} has no active hold to export`);
+    return holds.length === 1 ? holdQuery(holds[0]!) : { type: 'or', children: holds.map((h) => holdQuery(h)) };
+  };
+  const { service: exports, job: exportJob } = createExports({ config, log, store, index, queue, catalog, audit, resolveCase });
   let workers = false;
   return {
     config,

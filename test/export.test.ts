@@ -240,6 +240,21 @@ describe('exports', () => {
     expect(contractCopies.map((c) => c.docs.length)).toEqual([3, 3]);
   });
 
+  it("exports a case's held set: exactly the messages its active holds cover", async () => {
+    const actor = { user: 'officer@corp.example', scope: null };
+    const c = await archive.services.retention.createCase({ name: 'Matter 42', matterNumber: 'M-42', custodians: ['alice@corp.example'] }, actor);
+    const unheld = await officer.fetch('/api/exports', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: { kind: 'case', caseId: c.id }, format: 'eml' }) });
+    expect(unheld.status).toBe(400);
+    await archive.services.retention.createHold({ caseId: c.id, name: 'custodian hold', custodians: ['alice@corp.example'] }, actor);
+    const { manifest } = await runExport(officer, { source: { kind: 'case', caseId: c.id }, format: 'eml' });
+    const held = await archive.services.search.search({ q: 'participant:alice@corp.example', size: 500, sort: 'date', order: 'desc', facets: false });
+    expect(held.total).toBeGreaterThan(0);
+    expect(held.total).toBeLessThan(fixtures.length);
+    expect(manifest.items.map((i) => i.sha256).sort()).toEqual(held.hits.map((h) => h.id).sort());
+    const unknown = await officer.fetch('/api/exports', { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ source: { kind: 'case', caseId: 'no-such-case' }, format: 'eml' }) });
+    expect(unknown.status).toBe(404);
+  });
+
   it('exports only what the requester may see, and only officers export', async () => {
     const { manifest } = await runExport(scoped, { source: { kind: 'query', q: '' }, format: 'eml' });
     expect(manifest.items.map((i) => i.sha256)).not.toContain(byKey('outside').sha256);

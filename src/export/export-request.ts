@@ -35,14 +35,18 @@ export const ALL_FIELDS = [...STANDARD_FIELDS, ...EXTRA_FIELDS] as const;
 export type FieldName = (typeof ALL_FIELDS)[number];
 
 /**
- * Where the items come from. Extension point: a case's held set will be
- * `{kind: 'case', caseId}` (retention/), resolved by `resolveSource` in
- * item-list.ts; nothing else needs to change.
+ * Where the items come from: a query, or a case's held set (every message
+ * that the case's active holds cover, as the holds define it), always within
+ * the requester's scope.
  */
 export const exportSourceSchema = z.discriminatedUnion('kind', [
   z.object({
     kind: z.literal('query'),
     q: z.string().max(2000).describe('Query in the investigator query language (docs/search.md); empty: everything in your scope.'),
+  }),
+  z.object({
+    kind: z.literal('case'),
+    caseId: z.string().min(1).max(200).describe("A case id: exports the case's held set (all active holds)."),
   }),
 ]);
 export type ExportSource = z.infer<typeof exportSourceSchema>;

@@ -37,7 +37,7 @@ import { datRecord, DAT_BOM } from './concordance-dat.js';
 import { edrmDocument, edrmHead, edrmRelationship, EDRM_BETWEEN, EDRM_TAIL, type EdrmFile } from './edrm-xml.js';
 import { batesNumber, fieldMappingOf, partsOf, type ExportRequest, type FieldName } from './export-request.js';
 import type { ExportPhase, ExportProgress, ExportRecordData } from './export-record.js';
-import { buildItemList, type DuplicateEntry, type ExportItem, type ItemListResult } from './item-list.js';
+import { buildItemList, type DuplicateEntry, type ExportItem, type ItemListResult, type CaseResolver } from './item-list.js';
 import { MboxrdEscaper, mboxFromLine } from './mboxrd-escaper.js';
 import { optLine } from './opticon-opt.js';
 import { hashFile, MANIFEST, readJson, SIGNATURE, syncAll, syncPaths, walkFiles, WORK_DIR, writeJsonAtomic } from './package-files.js';
@@ -139,6 +139,8 @@ export interface RunDeps {
   orgName: string;
   checkpointItems: number;
   unicodeFont?: string;
+  /** Resolves a case's held set (retention); absent: case exports fail. */
+  resolveCase?: CaseResolver;
 }
 
 export type RunOutcome =
@@ -235,6 +237,7 @@ export class ExportRun {
       index: this.deps.index,
       scope: this.rec.scope,
       request: this.req,
+      resolveCase: this.deps.resolveCase,
       itemsPath: this.p(W.items),
       duplicatesPath: this.p(W.duplicates),
       onProgress: (matched) => {

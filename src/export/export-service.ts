@@ -58,6 +58,8 @@ export interface ExportServiceDeps {
   config: Config;
   log: Logger;
   audit: ExportAudit;
+  /** A case's held set as a query (retention); enables `{kind: 'case'}` sources. */
+  resolveCase?: import('./item-list.js').CaseResolver;
 }
 
 export function exportRootOf(config: Config): string {
@@ -97,6 +99,11 @@ export class ExportService {
     }
     const request = parsed.data;
     if (request.source.kind === 'query') parseQuery(request.source.q, { allowEmpty: true }); // a syntax error answers 400 now, not a failed job later
+    if (request.source.kind === 'case') {
+      // An unknown case, or one without an active hold, answers now, not as a failed job later.
+      if (!this.deps.resolveCase) throw new ValidationError('case exports need the retention module');
+      await this.deps.resolveCase(request.source.caseId);
+    }
     await this.signingKey(); // scale-out without ARCHIVE_SIGNING_KEY: refused now, naming the variable
     const now = new Date();
     const id = newExportId(now);

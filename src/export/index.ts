@@ -29,6 +29,8 @@ export interface ExportsModule {
   job: ExportJob;
 }
 
+import type { CaseResolver } from './item-list.js';
+
 export function createExports(deps: {
   config: Config;
   log: Logger;
@@ -38,11 +40,13 @@ export function createExports(deps: {
   catalog: CatalogStore;
   /** The audit trail; without one, export events are logged as audit events. */
   audit?: { record(e: AuditEvent): Promise<unknown> };
+  /** A case's held set as a query (retention); enables `{kind: 'case'}` sources. */
+  resolveCase?: CaseResolver;
 }): ExportsModule {
   const log = deps.log.child({ component: 'export' });
   const records = new ExportRecords(deps.catalog);
   const audit = exportAudit(deps.audit, log);
-  const service = new ExportService({ records, queue: deps.queue, config: deps.config, log, audit });
+  const service = new ExportService({ records, queue: deps.queue, config: deps.config, log, audit, resolveCase: deps.resolveCase });
   const job = new ExportJob({
     records,
     audit,
@@ -54,6 +58,7 @@ export function createExports(deps: {
     orgName: deps.config.ARCHIVE_ORG_NAME,
     checkpointItems: deps.config.ARCHIVE_EXPORT_CHECKPOINT_ITEMS,
     unicodeFont: defaultUnicodeFont(deps.config.ARCHIVE_EXPORT_PDF_FONT),
+    resolveCase: deps.resolveCase,
   });
   return { service, job };
 }

@@ -54,11 +54,17 @@ export interface ItemListResult {
 /** Hits per index page while listing. Each hit carries its body text (bounded by the indexer), so this bounds memory. */
 const PAGE_SIZE = 200;
 
-/** The source as an index query. Extension point: `{kind: 'case'}` resolves here to the case's held set. */
-function resolveSource(source: ExportSource): QueryNode {
+/** Resolves a case id to the query of its held set (the OR of its active holds); throws when there is none. */
+export type CaseResolver = (caseId: string) => Promise<QueryNode>;
+
+/** The source as an index query. */
+async function resolveSource(source: ExportSource, resolveCase?: CaseResolver): Promise<QueryNode> {
   switch (source.kind) {
     case 'query':
       return parseQuery(source.q, { allowEmpty: true });
+    case 'case':
+      if (!resolveCase) throw new Error('case exports need the retention module');
+      return resolveCase(source.caseId);
   }
 }
 
@@ -121,9 +127,10 @@ export async function buildItemList(opts: {
   itemsPath: string;
   duplicatesPath: string;
   onProgress?: (matched: number) => void;
+  resolveCase?: CaseResolver;
 }): Promise<ItemListResult> {
   const { request } = opts;
-  const query = resolveSource(request.source);
+  const query = await resolveSource(request.source, opts.resolveCase);
   const items = await AppendFile.open(opts.itemsPath, 0);
   const dups = await AppendFile.open(opts.duplicatesPath, 0);
   // key (or custodian + key) → item number. Grows with the production: about 100 bytes per item.
