@@ -8,27 +8,18 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { MailParser, type AddressObject, type EmailAddress, type HeaderValue } from 'mailparser';
-import type { IndexedAttachment, Participant } from '../src/domain/indexed-message.js';
+import type { IndexedAttachment, IndexedMessage, Participant } from '../src/domain/indexed-message.js';
 import { MAX_INDEXED_TEXT } from '../src/domain/indexed-message.js';
 import { findHeaderEnd, parseHeaderFields } from './mime/header-block.js';
 
-export interface ParsedMessage {
-  messageId?: string;
+/**
+ * What the parser reads from the bytes alone: the document's fields that do
+ * not depend on envelopes or storage, plus the Date header when it is valid.
+ */
+export interface ParsedMessage
+  extends Pick<IndexedMessage, 'messageId' | 'from' | 'sender' | 'to' | 'cc' | 'bcc' | 'replyTo' | 'subject' | 'body' | 'attachments' | 'attachmentText' | 'inReplyTo' | 'references' | 'parseError'> {
   /** Epoch ms from the Date header, when present and valid. */
   date?: number;
-  from: Participant[];
-  sender: Participant[];
-  to: Participant[];
-  cc: Participant[];
-  bcc: Participant[];
-  replyTo: Participant[];
-  subject: string;
-  body: string;
-  attachments: IndexedAttachment[];
-  attachmentText: string;
-  inReplyTo?: string;
-  references: string[];
-  parseError?: string;
 }
 
 export interface ParseLimits {
