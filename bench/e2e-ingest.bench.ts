@@ -1,14 +1,22 @@
 /**
  * End-to-end ingest benchmark: SMTP to searchable, with parsing and indexing.
  *
- *   npm run build && node dist/bench/e2e-ingest.bench.js [--limit N] [--connections 8] [--mode embedded|scale-out|both]
+ *   npm run build && node dist/bench/e2e-ingest.bench.js [--limit N] [--connections 8]
+ *     [--mode embedded|scale-out|scale-out-fs|both|all]
  *
  * Sends the SpamAssassin corpus over 8 SMTP connections to a child archive
  * and measures until the last message is searchable (msg/s), then sends a
  * trickle of messages at normal load and measures 250 → searchable latency.
- * Scale-out mode runs against $ARCHIVE_TEST_S3_ENDPOINT (moto), OpenSearch at
- * $ARCHIVE_TEST_OPENSEARCH_URL and Redis at $ARCHIVE_TEST_REDIS_URL, with one
- * `archive worker` process beside the server.
+ * Prints the modes side by side, each as a share of embedded.
+ *
+ * - scale-out: S3 at $ARCHIVE_TEST_S3_ENDPOINT (moto here), OpenSearch at
+ *   $ARCHIVE_TEST_OPENSEARCH_URL and bull on $ARCHIVE_TEST_REDIS_URL, with one
+ *   `archive worker` process beside the server. The run also measures the S3
+ *   endpoint's own small-PUT ceiling, because each message costs several S3
+ *   requests (2 at ingest, 3 to index, 1-2 for retention).
+ * - scale-out-fs: the same but with the filesystem store, isolating what
+ *   OpenSearch and bull cost from what the S3 endpoint costs.
+ * `both` = embedded and scale-out; `all` = the three.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, rm } from 'node:fs/promises';
@@ -17,7 +25,10 @@ import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SmtpLoadConnection } from './smtp-load-client.js';
 import { CLI, asSmtpMessage, fmt, loadSpamAssassin, percentile, rssSampler, startArchiveChild } from './bench-util.js';
-import { scaleOutEnv } from './scale-out-env.js';
+import { dropOpenSearchIndices, s3PutRate, scaleOutEnv } from './scale-out-env.js';
+
+type Mode = 'embedded' | 'scale-out' | 'scale-out-fs';
+const MODES: Record<string, Mode[]> = { both: ['embedded', 'scale-out'], all: ['embedded', 'scale-out-fs', 'scale-out'] };
 
 const { values } = parseArgs({ options: { limit: { type: 'string' }, connections: { type: 'string', default: '8' }, mode: { type: 'string', default: 'embedded' } } });
 const limit = values.limit ? Number(values.limit) : Infinity;
@@ -34,14 +45,26 @@ function authHeaders(): Record<string, string> {
   return token ? { authorization: `Bearer ${token}` } : {};
 }
 
-async function run(mode: 'embedded' | 'scale-out', messages: Buffer[]): Promise<string> {
+interface Row {
+  mode: Mode;
+  acked: number;
+  searchable: number;
+  p50: number;
+  max: number;
+  rssMb: number;
+  s3PutRate?: number;
+}
+
+async function run(mode: Mode, messages: Buffer[]): Promise<Row> {
   const dataDir = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), `bench-e2e-${mode}-`));
   // The benchmark polls search to see when messages become searchable; the per-user rate limit would throttle that.
-  const env: Record<string, string> = { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_RATE_LIMIT_SEARCH: '1000000', ...(mode === 'scale-out' ? await scaleOutEnv() : {}) };
+  const env: Record<string, string> = { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_RATE_LIMIT_SEARCH: '1000000' };
+  if (mode !== 'embedded') Object.assign(env, await scaleOutEnv());
+  if (mode === 'scale-out-fs') env.ARCHIVE_STORE = 'fs';
   token = await createToken(env);
   const archive = await startArchiveChild(env);
   let worker: ChildProcess | undefined;
-  if (mode === 'scale-out') worker = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ARCHIVE_LOG_LEVEL: 'warn', ...env }, stdio: 'inherit' });
+  if (mode !== 'embedded') worker = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ARCHIVE_LOG_LEVEL: 'warn', ...env }, stdio: 'inherit' });
   const rss = rssSampler(archive.proc.pid!);
   const distinct = new Set(messages.map((m) => m.toString('base64'))).size;
   let next = 0;
@@ -72,9 +95,12 @@ async function run(mode: 'embedded' | 'scale-out', messages: Buffer[]): Promise<
   rss.stop();
   worker?.kill('SIGTERM');
   await archive.stop();
+  // Measured once the archive is idle, so that it has the endpoint to itself.
+  const putRate = mode === 'scale-out' ? await s3PutRate(env) : undefined;
+  if (mode !== 'embedded') await dropOpenSearchIndices(env.ARCHIVE_OPENSEARCH_URL!, env.ARCHIVE_OPENSEARCH_INDEX_PREFIX!);
   await rm(dataDir, { recursive: true, force: true });
   lat.sort((a, b) => a - b);
-  return `${mode.padEnd(10)} ${fmt(messages.length / acked).padStart(8)} ${fmt(distinct / searchable).padStart(12)} ${fmt(percentile(lat, 50)).padStart(10)} ${fmt(lat.at(-1)!).padStart(10)} ${fmt(rss.peakMb()).padStart(8)}`;
+  return { mode, acked: messages.length / acked, searchable: distinct / searchable, p50: percentile(lat, 50), max: lat.at(-1)!, rssMb: rss.peakMb(), s3PutRate: putRate };
 }
 
 /** Creates an API token through the CLI when the archive has users (issue 5); none otherwise. */
@@ -94,10 +120,17 @@ async function createToken(env: Record<string, string>): Promise<string | undefi
 
 const raw = await loadSpamAssassin(limit);
 const messages = raw.map(asSmtpMessage);
-const modes = values.mode === 'both' ? (['embedded', 'scale-out'] as const) : [values.mode as 'embedded' | 'scale-out'];
-const rows: string[] = [];
+const modes = MODES[values.mode!] ?? [values.mode as Mode];
+const rows: Row[] = [];
 for (const m of modes) rows.push(await run(m, messages));
+const base = rows.find((r) => r.mode === 'embedded');
+const share = (v: number, b?: number) => (b ? `${fmt((100 * v) / b)}%` : '');
 console.log(`\nSMTP → searchable, ${fmt(messages.length)} SpamAssassin messages, ${connections} connections, ${os.availableParallelism()} cores`);
-console.log(`${'mode'.padEnd(10)} ${'250 msg/s'.padStart(8)} ${'searchable/s'.padStart(12)} ${'p50 ms'.padStart(10)} ${'max ms'.padStart(10)} ${'RSS MB'.padStart(8)}`);
-for (const r of rows) console.log(r);
+console.log(`${'mode'.padEnd(13)} ${'250 msg/s'.padStart(9)} ${'searchable/s'.padStart(12)} ${'of embedded'.padStart(11)} ${'p50 ms'.padStart(8)} ${'max ms'.padStart(8)} ${'RSS MB'.padStart(7)}`);
+for (const r of rows) {
+  console.log(
+    `${r.mode.padEnd(13)} ${fmt(r.acked).padStart(9)} ${fmt(r.searchable).padStart(12)} ${share(r.searchable, base?.searchable).padStart(11)} ${fmt(r.p50).padStart(8)} ${fmt(r.max).padStart(8)} ${fmt(r.rssMb).padStart(7)}`,
+  );
+}
 console.log('(p50/max: 250 → searchable at one message per 100 ms; RSS: the server process)');
+for (const r of rows) if (r.s3PutRate) console.log(`S3 endpoint ceiling (scale-out): ${fmt(r.s3PutRate)} small PUTs/s at 8 in flight, measured after the run`);

@@ -3,7 +3,9 @@
  * test services (infra/test-services.sh): a fresh Object Lock bucket on the
  * S3 endpoint, OpenSearch with a fresh index prefix, Redis with a fresh key prefix.
  */
-import { S3Client, CreateBucketCommand } from '@aws-sdk/client-s3';
+import { S3Client, CreateBucketCommand, PutObjectCommand } from '@aws-sdk/client-s3';
+import { Client } from '@opensearch-project/opensearch';
+import { generateKeyPairSync } from 'node:crypto';
 
 export async function scaleOutEnv(): Promise<Record<string, string>> {
   const endpoint = process.env.ARCHIVE_TEST_S3_ENDPOINT ?? 'http://127.0.0.1:4566';
@@ -27,5 +29,41 @@ export async function scaleOutEnv(): Promise<Record<string, string>> {
     ARCHIVE_QUEUE: 'redis',
     ARCHIVE_REDIS_URL: process.env.ARCHIVE_TEST_REDIS_URL ?? 'redis://127.0.0.1:6379',
     ARCHIVE_QUEUE_PREFIX: stamp,
+    // Scale-out nodes share one signing key (exports, certificates); a fresh one per environment.
+    ARCHIVE_SIGNING_KEY: generateKeyPairSync('ed25519').privateKey.export({ type: 'pkcs8', format: 'pem' }).toString(),
   };
+}
+
+/** Drops the OpenSearch indices of a benchmark's index prefix (a large run leaves GBs of disk behind). */
+export async function dropOpenSearchIndices(url: string, prefix: string): Promise<void> {
+  const client = new Client({ node: url });
+  try {
+    await client.indices.delete({ index: `${prefix}-*`, expand_wildcards: 'all' });
+  } finally {
+    await client.close();
+  }
+}
+
+/**
+ * The S3 endpoint's own ceiling: small PutObject requests per second into the
+ * environment's bucket at the given concurrency. Scale-out ingest makes
+ * several requests per message, so this bounds its throughput on this box.
+ */
+export async function s3PutRate(env: Record<string, string>, concurrency = 8, requests = 400): Promise<number> {
+  const s3 = new S3Client({
+    endpoint: env.ARCHIVE_S3_ENDPOINT,
+    region: env.ARCHIVE_S3_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: env.ARCHIVE_S3_ACCESS_KEY_ID!, secretAccessKey: env.ARCHIVE_S3_SECRET_ACCESS_KEY! },
+  });
+  const body = Buffer.alloc(4096, 'x');
+  let next = 0;
+  const t0 = performance.now();
+  await Promise.all(
+    Array.from({ length: concurrency }, async () => {
+      for (let i = next++; i < requests; i = next++) await s3.send(new PutObjectCommand({ Bucket: env.ARCHIVE_S3_BUCKET, Key: `probe/${i}`, Body: body }));
+    }),
+  );
+  s3.destroy();
+  return requests / ((performance.now() - t0) / 1000);
 }

@@ -2,6 +2,11 @@
  * Search latency benchmark on a generated archive (bench/archive-generator.ts).
  *
  *   npm run build && node dist/bench/search.bench.js [--messages 1000000] [--runs 30] [--index sqlite|opensearch|both]
+ *     [--keep] [--prefix P]
+ *
+ * --keep leaves the OpenSearch index in place and prints its prefix; --prefix
+ * reuses such an index (when it holds --messages documents) instead of
+ * building it again, which takes most of a 1,000,000-message run.
  *
  * Builds the archive into the index (SQLite in a temp dir, or OpenSearch at
  * $ARCHIVE_OPENSEARCH_URL), then runs ten representative investigator
@@ -19,8 +24,17 @@ import { SearchService } from '../search/index.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import { buildShape, generateDocs } from './archive-generator.js';
 import { fmt, percentile } from './bench-util.js';
+import { dropOpenSearchIndices } from './scale-out-env.js';
 
-const { values } = parseArgs({ options: { messages: { type: 'string', default: '1000000' }, runs: { type: 'string', default: '30' }, index: { type: 'string', default: 'sqlite' } } });
+const { values } = parseArgs({
+  options: {
+    messages: { type: 'string', default: '1000000' },
+    runs: { type: 'string', default: '30' },
+    index: { type: 'string', default: 'sqlite' },
+    keep: { type: 'boolean', default: false },
+    prefix: { type: 'string' },
+  },
+});
 const count = Number(values.messages);
 const runs = Number(values.runs);
 const log = pino({ level: 'warn' });
@@ -36,11 +50,13 @@ async function dirBytes(dir: string): Promise<number> {
 
 async function benchOne(driver: 'sqlite' | 'opensearch', shape: Awaited<ReturnType<typeof buildShape>>): Promise<void> {
   const dataDir = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), `bench-search-${driver}-`));
-  const prefix = `bench${Date.now()}`;
+  const prefix = (driver === 'opensearch' && values.prefix) || `bench${Date.now()}`;
   const config = loadConfig({ ...process.env, ARCHIVE_DATA_DIR: dataDir, ARCHIVE_INDEX: driver, ARCHIVE_OPENSEARCH_INDEX_PREFIX: prefix });
   const index: MessageIndex = await createMessageIndex(config, log);
   const t0 = performance.now();
-  for await (const batch of generateDocs(shape, count, 2000)) await index.upsert(batch);
+  const reuse = driver === 'opensearch' && !!values.prefix && (await index.count()) === count;
+  if (!reuse) for await (const batch of generateDocs(shape, count, 2000)) await index.upsert(batch);
+  await index.refresh();
   const buildSecs = (performance.now() - t0) / 1000;
   const people = shape.people;
   const queries: [string, string][] = [
@@ -56,7 +72,8 @@ async function benchOne(driver: 'sqlite' | 'opensearch', shape: Awaited<ReturnTy
     ['facet-heavy: everything', ''],
   ];
   const search = new SearchService(index);
-  console.log(`\n${driver}: ${fmt(count)} messages indexed in ${fmt(buildSecs, 1)} s (${fmt(count / buildSecs)} docs/s)`);
+  if (reuse) console.log(`\n${driver}: reusing the ${fmt(count)} messages under prefix ${prefix}`);
+  else console.log(`\n${driver}: ${fmt(count)} messages indexed in ${fmt(buildSecs, 1)} s (${fmt(count / buildSecs)} docs/s)`);
   console.log(`  ${'query'.padEnd(28)} ${'hits'.padStart(9)} ${'p50 ms'.padStart(8)} ${'p95 ms'.padStart(8)}`);
   for (const [name, q] of queries) {
     const times: number[] = [];
@@ -76,6 +93,8 @@ async function benchOne(driver: 'sqlite' | 'opensearch', shape: Awaited<ReturnTy
   } else {
     const h = await index.health();
     console.log(`  index health: ${JSON.stringify(h)}`);
+    if (values.keep) console.log(`  kept: rerun with --prefix ${prefix}`);
+    else await dropOpenSearchIndices(config.ARCHIVE_OPENSEARCH_URL, prefix);
   }
   await index.close();
   await rm(dataDir, { recursive: true, force: true });

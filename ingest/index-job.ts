@@ -5,6 +5,12 @@ export const INDEX_JOB = 'index-message';
 
 export interface IndexJobPayload {
   sha256: string;
+  /**
+   * Size in bytes when the producer knows it (ingest, reconciliation): saves
+   * the job a stat of the object (one request per message on S3). Absent in
+   * jobs from older versions; the job stats then.
+   */
+  size?: number;
 }
 
 /**

@@ -15,6 +15,7 @@ import { buildIndexedMessage } from './index-document.js';
 import { DocBatcher } from './doc-batcher.js';
 import { INDEX_JOB, type IndexJobPayload } from './index-job.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
+import { NotFoundError } from '../src/errors.js';
 
 /** Bytes read for the header-only fallback when the parser fails. */
 const FALLBACK_HEAD = 256 * 1024;
@@ -25,18 +26,31 @@ const FALLBACK_HEAD = 256 * 1024;
  * out, the document is built from the headers we can read and the envelopes,
  * flagged parseError (promise 3). Only storage errors propagate.
  */
-export async function documentFor(store: ObjectStore, sha256: string, pool?: ParsePool): Promise<IndexedMessage | undefined> {
-  const info = await store.statMessage(sha256);
-  if (!info) return undefined;
+export async function documentFor(store: ObjectStore, sha256: string, pool?: ParsePool, knownSize?: number): Promise<IndexedMessage | undefined> {
+  let size = knownSize;
+  if (size === undefined) {
+    const info = await store.statMessage(sha256);
+    if (!info) return undefined;
+    size = info.size;
+  }
   const envelopes = await store.getEnvelopes(sha256);
+  // Every stored message has an envelope (both are written before the 250),
+  // so none means it was disposed of since the size was known.
+  if (envelopes.length === 0 && knownSize !== undefined && !(await store.statMessage(sha256))) return undefined;
   const open = () => store.getMessage(sha256, { verify: false });
   let parsed: ParsedMessage;
   try {
-    parsed = pool ? await pool.parse(info.size, open) : await parseMessage(await open(), DEFAULT_PARSE_LIMITS);
+    parsed = pool ? await pool.parse(size, open) : await parseMessage(await open(), DEFAULT_PARSE_LIMITS);
   } catch (err) {
-    parsed = headerOnlyParse(await readHead(await open(), FALLBACK_HEAD), (err as Error).message);
+    if (err instanceof NotFoundError) return undefined;
+    try {
+      parsed = headerOnlyParse(await readHead(await open(), FALLBACK_HEAD), (err as Error).message);
+    } catch (again) {
+      if (again instanceof NotFoundError) return undefined;
+      throw again;
+    }
   }
-  return buildIndexedMessage(sha256, info.size, parsed, envelopes);
+  return buildIndexedMessage(sha256, size, parsed, envelopes);
 }
 
 async function readHead(stream: Readable, max: number): Promise<Buffer> {
@@ -76,7 +90,7 @@ export class IndexMessageJob {
   }
 
   async handle(payload: IndexJobPayload): Promise<void> {
-    const doc = await documentFor(this.store, payload.sha256, this.pool);
+    const doc = await documentFor(this.store, payload.sha256, this.pool, payload.size);
     if (!doc) {
       // Disposed of between enqueue and run: nothing to index.
       this.log.warn({ sha256: payload.sha256 }, 'index job for a message no longer stored');

@@ -6,4 +6,4 @@ export { IndexMessageJob, documentFor } from './index-message.job.js';
 export { reconcileIndex } from './reconcile.js';
 export { extractAttachment } from './attachment-extractor.js';
 export { INDEX_JOB } from './index-job.js';
-export { reindexFromStore, type ReindexReport } from './reindex.js';
+export { reindexFromStore, type ReindexReport, type ReindexBatchHook } from './reindex.js';

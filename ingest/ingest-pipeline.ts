@@ -116,7 +116,7 @@ export class IngestPipeline {
       if (putEnv.status === 'rejected') throw putEnv.reason;
       const put = putMsg.value;
       log.debug({ sha256: toStore.sha256, envelope: envelope.id, created: put.created, size: toStore.size }, 'stored');
-      this.enqueueIndex(toStore.sha256);
+      this.enqueueIndex(toStore.sha256, toStore.size);
       return {
         sha256: toStore.sha256,
         envelopeId: envelope.id,
@@ -136,8 +136,8 @@ export class IngestPipeline {
    * the same and start-up reconciliation will index it, so this never fails
    * the delivery (a 4xx here would make the sender deliver a duplicate).
    */
-  private enqueueIndex(sha256: string): void {
-    const payload: IndexJobPayload = { sha256 };
+  private enqueueIndex(sha256: string, size: number): void {
+    const payload: IndexJobPayload = { sha256, size };
     this.opts.queue.add(INDEX_JOB, payload, indexJobOptions(sha256)).catch((err) => {
       this.opts.log.error({ err, sha256 }, 'index job not enqueued; reconciliation will pick it up');
     });

@@ -15,19 +15,19 @@ const BATCH = 1000;
 export async function reconcileIndex(store: ObjectStore, index: MessageIndex, queue: JobQueue, log: Logger): Promise<{ checked: number; enqueued: number }> {
   let checked = 0;
   let enqueued = 0;
-  let batch: string[] = [];
+  let batch: { sha256: string; size: number }[] = [];
   const flush = async () => {
-    const have = await index.existing(batch);
-    const missing = batch.filter((id) => !have.has(id));
+    const have = await index.existing(batch.map((m) => m.sha256));
+    const missing = batch.filter((m) => !have.has(m.sha256));
     if (missing.length) {
-      await queue.addBulk<IndexJobPayload>(INDEX_JOB, missing.map((sha256) => ({ payload: { sha256 }, opts: indexJobOptions(sha256) })));
+      await queue.addBulk<IndexJobPayload>(INDEX_JOB, missing.map((m) => ({ payload: { sha256: m.sha256, size: m.size }, opts: indexJobOptions(m.sha256) })));
       enqueued += missing.length;
     }
     checked += batch.length;
     batch = [];
   };
   for await (const m of store.listMessages()) {
-    batch.push(m.sha256);
+    batch.push({ sha256: m.sha256, size: m.size });
     if (batch.length >= BATCH) await flush();
   }
   if (batch.length) await flush();

@@ -21,6 +21,13 @@
  * - Records: each deletion writes an immutable disposition record (created
  *   once, never updated) and each run one audit event with a digest of
  *   what it deleted.
+ * - Hold releases left pending (a legal-hold flag the storage would not
+ *   clear, or an interrupted release; see RetentionService.releaseHold) are
+ *   retried at the start of every run, before candidates are read, so the
+ *   messages they free are disposed of in the same run; and once when the
+ *   job starts (`start()`), whatever the interval. Until a release is
+ *   finished its messages stay held in the catalog and flagged on the
+ *   object, and the guard's legal-hold check refuses the object as well.
  */
 import { createHash } from 'node:crypto';
 import { hostname } from 'node:os';
@@ -76,6 +83,9 @@ export interface DispositionRunReport {
   /** Proposed for approval in this run (four-eyes, review policies). */
   proposed: number;
   skipped: SkippedMessage[];
+  /** Messages whose pending hold release this run finished (flag cleared), and those still pending (not done in a dry run). */
+  holdFlagsCleared: number;
+  holdFlagsPending: number;
   /** Dry run: the messages that would be disposed of or proposed. */
   candidates: { sha256: string; retainUntil: string; policyId: string; action: 'delete' | 'propose' }[];
   /** SHA-256 over the newline-joined sha256 list of what this run deleted. */
@@ -89,15 +99,29 @@ export class DispositionJob {
   private readonly owner: string;
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
+  private started = false;
 
   constructor(private readonly o: DispositionJobOptions) {
     this.pageSize = o.pageSize ?? 200;
     this.owner = o.owner ?? `${hostname()}:${process.pid}`;
   }
 
-  /** Runs every `intervalMs` (errors are logged; the next tick tries again). */
+  /**
+   * Retries pending hold releases once now (start-up), then runs every
+   * `intervalMs` (errors are logged; the next tick tries again). An interval
+   * of 0 schedules no runs, but the start-up retry still happens.
+   */
   start(intervalMs: number): void {
-    if (this.timer || intervalMs <= 0) return;
+    if (this.timer || this.started) return;
+    this.started = true;
+    this.running = this.o.service
+      .retryReleases()
+      .then((r) => {
+        if (r.holds) this.o.log.info(r, 'pending hold releases retried at start-up');
+      })
+      .catch((err: unknown) => this.o.log.warn({ err }, 'could not retry pending hold releases at start-up; the next disposition run retries'))
+      .finally(() => (this.running = undefined));
+    if (intervalMs <= 0) return;
     this.timer = setInterval(() => {
       if (this.running) return;
       this.running = this.run({ actor: { user: 'scheduler' } })
@@ -111,6 +135,7 @@ export class DispositionJob {
   async stop(): Promise<void> {
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
+    this.started = false;
     await this.running;
   }
 
@@ -128,6 +153,8 @@ export class DispositionJob {
       disposed: 0,
       proposed: 0,
       skipped: [],
+      holdFlagsCleared: 0,
+      holdFlagsPending: 0,
       candidates: [],
       digest: '',
       startedAt: this.nowIso(),
@@ -141,6 +168,7 @@ export class DispositionJob {
     report.acquired = true;
     const deleted: string[] = [];
     try {
+      if (!opts.dryRun) await this.retryReleases(report);
       const policies = new Map((await this.o.service.listPolicies()).map((p) => [p.id, p]));
       const holds = await this.o.service.activeHolds();
       // Unfinished deletions first (a crash mid-way), then approved ones, then newly due ones.
@@ -176,17 +204,37 @@ export class DispositionJob {
     }
     report.digest = createHash('sha256').update(deleted.sort().join('\n')).digest('hex');
     report.finishedAt = this.nowIso();
-    if (!opts.dryRun && (report.disposed || report.proposed || report.skipped.length)) {
+    if (!opts.dryRun && (report.disposed || report.proposed || report.skipped.length || report.holdFlagsCleared || report.holdFlagsPending)) {
       await this.o.audit.record({
         action: 'retention.dispose',
         outcome: 'success',
         user: opts.actor.user,
         clientAddress: opts.actor.clientAddress ?? null,
         target: null,
-        details: { disposed: report.disposed, proposed: report.proposed, skipped: report.skipped.length, digest: report.digest, complete: report.complete },
+        details: {
+          disposed: report.disposed,
+          proposed: report.proposed,
+          skipped: report.skipped.length,
+          digest: report.digest,
+          complete: report.complete,
+          holdFlagsCleared: report.holdFlagsCleared,
+          holdFlagsPending: report.holdFlagsPending,
+        },
       });
     }
     return report;
+  }
+
+  /** Finishes pending hold releases (fail-soft: an error is logged and the run goes on; the messages stay held). */
+  private async retryReleases(report: DispositionRunReport): Promise<void> {
+    try {
+      const r = await this.o.service.retryReleases();
+      report.holdFlagsCleared = r.released;
+      report.holdFlagsPending = r.pending;
+      if (r.holds) this.o.log.info(r, 'pending hold releases retried');
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'could not retry pending hold releases; the next run tries again');
+    }
   }
 
   private async handle(

@@ -1,5 +1,5 @@
 /** The retention module's public face: other modules import from here only. */
-export { RetentionService, DEFAULT_POLICY_ID, evaluate, holdCovers, type RetentionActor, type AuditSink, type SimulationResult } from './retention-service.js';
+export { RetentionService, DEFAULT_POLICY_ID, evaluate, holdCovers, type RetentionActor, type AuditSink, type SimulationResult, type ReleaseResult } from './retention-service.js';
 export { DispositionJob, DISPOSITION_JOB, type DispositionRunReport, type SkippedMessage } from './disposition.job.js';
 export { RetentionReports, certificateDigest, certificateLines, type RetentionReportData, type CertificateData, type HoldReportData, type Period, type PolicyVersionCount } from './report-data.js';
 export { computeRetainUntil } from './retain-until.js';

@@ -14,7 +14,7 @@
 import { randomUUID } from 'node:crypto';
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
-import type { CatalogRecord, CatalogStore } from '../src/ports/catalog-store.js';
+import { MAX_BATCH, type CatalogRecord, type CatalogStore, type CatalogWrite } from '../src/ports/catalog-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
@@ -66,6 +66,15 @@ const WALK_PAGE = 500;
 const FOREVER_LOCK_YEARS = 100;
 /** Store calls (legal hold, retention) in flight at once during a bulk application; each is one small request or fsync. */
 const STORE_CONCURRENCY = 16;
+/**
+ * Messages per batch when applying policies and holds: one catalog `getMany`,
+ * one `setLegalHolds`/`extendRetentions` and one catalog `writeMany` each
+ * (SQLite and the fs store: one fsync each per batch). At most the catalog's
+ * MAX_BATCH; a batch's records are held in memory (~1 KB each).
+ */
+const APPLY_BATCH = Math.min(500, MAX_BATCH);
+/** Rounds of re-reading and re-writing the items of a batch that lost an optimistic race to another writer, before giving up. */
+const MAX_WRITE_ROUNDS = 7;
 
 export const DEFAULT_POLICY_ID = 'default';
 
@@ -86,9 +95,33 @@ export interface SimulationResult {
   forever: number;
 }
 
+/** What releasing a hold did to the messages it covered. */
+export interface ReleaseResult {
+  /** No other hold covers them: the legal-hold flag is cleared. */
+  released: number;
+  /** Another active hold still covers them: the flag stays. */
+  stillHeld: number;
+  /** Not done yet (the flag could not be cleared): still held, retried by the disposition job. */
+  pending: number;
+}
+
+/**
+ * Failed message releases in a row after which a release stops trying the
+ * rest (the storage is most likely down) and leaves them pending for the
+ * retry. Cost: at most this many slow failing store calls per attempt.
+ */
+const MAX_CLEAR_FAILURES = 32;
+
 interface Evaluation {
   policy: Policy;
   until: string;
+}
+
+/** One message of a batch to apply: its document, its governing policy, and the holds to add to it. */
+interface Planned {
+  doc: IndexedMessage;
+  ev: Evaluation;
+  covering: string[];
 }
 
 export class RetentionService {
@@ -248,62 +281,62 @@ export class RetentionService {
     if (!docs.length) return [];
     const policies = await this.listPolicies();
     const holds = await this.activeHolds();
-    const existing = await this.records(docs.map((d) => d.id));
-    const out: MessageRetention[] = [];
-    await eachLimit(docs, STORE_CONCURRENCY, async (doc) => {
-      const ev = evaluate(doc, policies);
-      const covering = holds.filter((h) => holdCovers(h, doc)).map((h) => h.id);
-      out.push(await this.upsertRecord(doc, ev, covering, existing.get(doc.id)));
-    });
-    return out;
+    const done = new Map<string, MessageRetention>();
+    for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
+      const planned = batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: holds.filter((h) => holdCovers(h, doc)).map((h) => h.id) }));
+      for (const [id, r] of await this.upsertRecords(planned)) done.set(id, r);
+    }
+    return docs.map((d) => done.get(d.id)!);
   }
 
-  private async upsertRecord(doc: IndexedMessage, ev: Evaluation, covering: string[], cur: CatalogRecord<MessageRetention> | undefined): Promise<MessageRetention> {
-    for (let attempt = 0; ; attempt++) {
-      const prev = cur?.data;
-      if (prev?.state === 'disposed' || prev?.state === 'disposing') {
-        // The same bytes archived again after disposal: a fresh life for the message.
-        if (prev.state === 'disposing') return prev;
-      }
-      const fresh = !prev || prev.state === 'disposed';
-      const holdIds = [...new Set([...(fresh ? [] : prev.holdIds), ...covering])].sort();
-      const until = fresh ? ev.until : later(prev.retainUntil, ev.until);
-      const next: MessageRetention = {
-        sha256: doc.id,
-        messageId: doc.messageId,
-        date: doc.date,
-        receivedAt: doc.receivedAt,
-        size: doc.size,
-        policyId: ev.policy.id,
-        policyVersion: ev.policy.version,
-        retainUntil: until,
-        policyRetainUntil: ev.until,
-        keptLonger: until > ev.until,
-        action: ev.policy.action,
-        holdIds,
-        held: holdIds.length > 0,
-        state: fresh ? 'active' : prev.state,
-        proposedBy: fresh ? undefined : prev.proposedBy,
-        approvals: fresh ? undefined : prev.approvals,
-        updatedAt: this.now().toISO()!,
-      };
-      if (!fresh && sameRecord(prev, next)) return prev;
-      // The object first, the catalog after: the catalog never claims a lock the object lacks.
-      if (next.held && (fresh || !prev.held)) await this.o.store.setLegalHold(doc.id, true);
-      if (fresh || until !== prev.retainUntil) await this.o.store.extendRetention(doc.id, this.lockDate(until));
-      try {
-        if (!cur || fresh) {
-          if (cur) await this.o.catalog.update(COLLECTIONS.messages, doc.id, next, cur.version);
-          else await this.o.catalog.create(COLLECTIONS.messages, doc.id, next);
-        } else {
-          await this.o.catalog.update(COLLECTIONS.messages, doc.id, next, cur.version);
+  /**
+   * Creates or updates the retention records of a batch of messages (ids
+   * unique, at most MAX_BATCH): one catalog read, the object store's locks
+   * for the whole batch, then one catalog write. The object first, the
+   * catalog after: the catalog never claims a lock the object lacks. Items
+   * that lost an optimistic race are re-read and redone (their object side
+   * too: it is idempotent); the others are not written again. A message
+   * absent from the store gets no record and, once the rest of the batch is
+   * written, fails the call with NotFoundError (as a single write would).
+   * Returns each message's record, written or already up to date.
+   */
+  private async upsertRecords(planned: Planned[]): Promise<Map<string, MessageRetention>> {
+    const out = new Map<string, MessageRetention>();
+    const missing = new Set<string>();
+    let todo = planned;
+    let current = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, todo.map((p) => p.doc.id));
+    for (let round = 1; todo.length; round++) {
+      const updatedAt = this.now().toISO()!;
+      const writes: CatalogWrite<MessageRetention>[] = [];
+      const hold: string[] = [];
+      const extend: { sha256: string; until: Date }[] = [];
+      for (const p of todo) {
+        const cur = current.get(p.doc.id);
+        const step = nextRecord(p, cur?.data, updatedAt);
+        if (!step.write) {
+          out.set(p.doc.id, step.record);
+          continue;
         }
-        return next;
-      } catch (err) {
-        if (!(err instanceof CatalogConflictError) || attempt > 5) throw err;
-        cur = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, doc.id);
+        if (step.setHold) hold.push(p.doc.id);
+        if (step.extend) extend.push({ sha256: p.doc.id, until: this.lockDate(step.record.retainUntil) });
+        writes.push({ id: p.doc.id, data: step.record, expectedVersion: cur ? cur.version : 'create' });
       }
+      if (hold.length) for (const id of (await this.o.store.setLegalHolds(hold, true)).missing) missing.add(id);
+      if (extend.length) for (const id of (await this.o.store.extendRetentions(extend)).missing) missing.add(id);
+      const ready = writes.filter((w) => !missing.has(w.id));
+      const outcomes = ready.length ? await this.o.catalog.writeMany(COLLECTIONS.messages, ready) : [];
+      const retry = new Set<string>();
+      outcomes.forEach((o, k) => {
+        if (o.ok) out.set(o.id, ready[k].data);
+        else retry.add(o.id);
+      });
+      if (!retry.size) break;
+      if (round >= MAX_WRITE_ROUNDS) throw new CatalogConflictError(`retention records of ${retry.size} messages kept changing under this writer (e.g. ${[...retry][0]}); retry`);
+      todo = todo.filter((p) => retry.has(p.doc.id));
+      current = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, [...retry]);
     }
+    if (missing.size) throw new NotFoundError(`message ${[...missing][0]} not found${missing.size > 1 ? ` (and ${missing.size - 1} more of this batch)` : ''}`);
+    return out;
   }
 
   /** The Object Lock date for a retain-until (forever: a century ahead, extended later as needed). */
@@ -318,9 +351,8 @@ export class RetentionService {
 
   private async records(ids: string[]): Promise<Map<string, CatalogRecord<MessageRetention>>> {
     const m = new Map<string, CatalogRecord<MessageRetention>>();
-    for (const id of ids) {
-      const r = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, id);
-      if (r) m.set(id, r);
+    for (const batch of batches([...new Set(ids)], MAX_BATCH)) {
+      for (const [id, r] of await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, batch)) m.set(id, r);
     }
     return m;
   }
@@ -389,10 +421,7 @@ export class RetentionService {
     let n = 0;
     const policies = await this.listPolicies();
     for await (const docs of this.walk(q, h.scope)) {
-      const existing = await this.records(docs.map((d) => d.id));
-      await eachLimit(docs, STORE_CONCURRENCY, async (doc) => {
-        await this.upsertRecord(doc, evaluate(doc, policies), [h.id], existing.get(doc.id));
-      });
+      for (const batch of batches(uniqueById(docs), APPLY_BATCH)) await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
       n += docs.length;
     }
     return n;
@@ -412,20 +441,62 @@ export class RetentionService {
 
   /**
    * Releases a hold (a reason is required). The hold stops covering its
-   * messages; the legal-hold flag is cleared on a message only when no other
-   * hold covers it. The catalog changes first and the object's flag after, so
-   * a failure leaves a message held, never the reverse.
+   * messages at once (it is no longer active); the legal-hold flag is cleared
+   * on a message only when no other hold covers it.
+   *
+   * Durable: the hold is saved `released` with `clearsPending` set, and per
+   * message the object's flag is cleared first and the record changed after.
+   * A clear that fails (storage down) leaves that message's record as it was
+   * (held, naming this hold: not a disposition candidate, and the object's
+   * flag still on), counts it `pending`, and leaves `clearsPending` set; the
+   * disposition job retries (`retryReleases`, at each run and at start-up)
+   * until every message is done. Calling this again for a released hold
+   * retries too. Flag first, record after also means a hold placed on the
+   * message meanwhile is never left without its flag: whoever writes the
+   * record second sees the other's change (optimistic versions) and sets
+   * the flag again.
    */
-  async releaseHold(id: string, reason: string, actor: RetentionActor): Promise<{ released: number; stillHeld: number }> {
+  async releaseHold(id: string, reason: string, actor: RetentionActor): Promise<ReleaseResult> {
     if (!reason || !reason.trim()) throw new ValidationError('releasing a hold needs a reason');
     const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
     if (!r) throw new NotFoundError(`no hold ${id}`);
     if (r.data.status === 'active') {
-      await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason }, r.version);
+      await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason, clearsPending: true }, r.version);
     }
-    const others = (await this.activeHolds()).filter((h) => h.id !== id);
-    let released = 0;
-    let stillHeld = 0;
+    const result = await this.finishRelease(id);
+    await this.audit(actor, 'retention.hold.release', id, { reason, ...result });
+    return result;
+  }
+
+  /**
+   * Finishes the releases that left messages pending (`clearsPending`: a
+   * legal-hold flag could not be cleared, or the release was interrupted).
+   * Idempotent; run by the disposition job at each run and at start-up.
+   * Returns the totals over those holds.
+   */
+  async retryReleases(): Promise<ReleaseResult & { holds: number }> {
+    const pending = (await this.listAll<Hold>(COLLECTIONS.holds, { status: 'released' })).filter((h) => h.data.clearsPending);
+    const total = { holds: pending.length, released: 0, stillHeld: 0, pending: 0 };
+    for (const h of pending) {
+      const r = await this.finishRelease(h.id);
+      total.released += r.released;
+      total.stillHeld += r.stillHeld;
+      total.pending += r.pending;
+      this.o.log.info({ holdId: h.id, ...r }, r.pending ? 'hold release retried; messages still pending' : 'hold release finished');
+    }
+    return total;
+  }
+
+  /**
+   * Releases every message whose record still names released hold `id`, then
+   * sets or clears the hold's `clearsPending`. Messages that fail are counted
+   * `pending` and left as they were; after MAX_CLEAR_FAILURES failures in a
+   * row the rest are not tried (the storage is down) and count as pending.
+   */
+  private async finishRelease(id: string): Promise<ReleaseResult> {
+    // Holds that no longer protect anything: this one and any other released one a record still names.
+    const inactive = new Set((await this.listAll<Hold>(COLLECTIONS.holds, { status: 'released' })).map((h) => h.id));
+    inactive.add(id);
     const todo: CatalogRecord<MessageRetention>[] = [];
     let cursor: string | undefined;
     do {
@@ -433,34 +504,86 @@ export class RetentionService {
       for (const m of page.records) if (m.data.holdIds.includes(id)) todo.push(m);
       cursor = page.nextCursor;
     } while (cursor);
+    const result: ReleaseResult = { released: 0, stillHeld: 0, pending: 0 };
+    let failuresInARow = 0;
+    let lastError: string | undefined;
     await eachLimit(todo, STORE_CONCURRENCY, async (rec) => {
-      let cur: CatalogRecord<MessageRetention> | undefined = rec;
-      for (;;) {
-        if (!cur) return;
-        const holdIds = cur.data.holdIds.filter((h) => h !== id && others.some((o) => o.id === h));
-        try {
-          await this.o.catalog.update(COLLECTIONS.messages, cur.id, { ...cur.data, holdIds, held: holdIds.length > 0, updatedAt: this.now().toISO()! }, cur.version);
-          break;
-        } catch (err) {
-          if (!(err instanceof CatalogConflictError)) throw err;
-          cur = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, rec.id);
-        }
+      if (failuresInARow >= MAX_CLEAR_FAILURES) {
+        result.pending++;
+        return;
       }
-      if (cur.data.holdIds.filter((h) => h !== id && others.some((o) => o.id === h)).length === 0) {
-        await this.o.store.setLegalHold(rec.id, false).catch((err: unknown) => {
-          if (!(err instanceof NotFoundError)) throw err;
-        });
-        released++;
-      } else stillHeld++;
+      try {
+        result[await this.releaseMessage(rec, inactive)]++;
+        failuresInARow = 0;
+      } catch (err) {
+        failuresInARow++;
+        result.pending++;
+        lastError = (err as Error).message || String(err);
+        this.o.log.warn({ holdId: id, sha256: rec.id, err: lastError }, 'could not release a message from a hold; the disposition job retries');
+      }
     });
-    await this.audit(actor, 'retention.hold.release', id, { reason, released, stillHeld });
-    return { released, stillHeld };
+    await this.setClearsPending(id, result.pending > 0, lastError);
+    return result;
+  }
+
+  /**
+   * Drops inactive holds from one message's record, the object's legal-hold
+   * flag first (cleared when no active hold is left) and the record after.
+   * When the record changed meanwhile (a new hold), it is re-read and
+   * redone, and a flag cleared too early is set again.
+   */
+  private async releaseMessage(rec: CatalogRecord<MessageRetention>, inactive: Set<string>): Promise<'released' | 'stillHeld'> {
+    let cur: CatalogRecord<MessageRetention> | undefined = rec;
+    for (;;) {
+      if (!cur) return 'released'; // the record is gone: nothing left to release
+      const keep = cur.data.holdIds.filter((h) => !inactive.has(h));
+      // The flag as the record is about to say: cleared when no active hold is left, (again) set when one is
+      // (which also mends a flag an interrupted earlier attempt cleared before a new hold came).
+      await this.o.store.setLegalHold(cur.id, keep.length > 0).catch((err: unknown) => {
+        if (!(err instanceof NotFoundError)) throw err;
+      });
+      try {
+        await this.o.catalog.update(COLLECTIONS.messages, cur.id, { ...cur.data, holdIds: keep, held: keep.length > 0, updatedAt: this.now().toISO()! }, cur.version);
+        return keep.length ? 'stillHeld' : 'released';
+      } catch (err) {
+        if (!(err instanceof CatalogConflictError)) throw err;
+        cur = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, rec.id);
+      }
+    }
+  }
+
+  /** Records on the hold whether messages are still pending (a no-op when it already says so). */
+  private async setClearsPending(id: string, pending: boolean, lastError: string | undefined): Promise<void> {
+    for (let attempt = 0; attempt < 5; attempt++) {
+      const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
+      if (!r || r.data.status !== 'released' || (!pending && !r.data.clearsPending)) return;
+      const next: Hold = { ...r.data, clearsPending: true, lastClearError: lastError ?? r.data.lastClearError };
+      if (!pending) {
+        delete next.clearsPending;
+        delete next.lastClearError;
+      }
+      try {
+        await this.o.catalog.update(COLLECTIONS.holds, id, next, r.version);
+        return;
+      } catch (err) {
+        if (!(err instanceof CatalogConflictError)) throw err;
+      }
+    }
   }
 
   // ------------------------------------------------------------ helpers
 
-  /** Pages of indexed documents matching a query (date order, cursor paging), within a scope. */
+  /**
+   * Pages of indexed documents matching a query (date order, cursor paging),
+   * within a scope. Refreshes the index first, so that the walk sees every
+   * document whose upsert resolved before it started. That closes the race
+   * between a new hold and a message being indexed: the ingest hook reads the
+   * active holds only after its upsert resolved, so a hold it did not see was
+   * saved after that read, and this walk (which starts after the save) sees
+   * the message.
+   */
   async *walk(query: QueryNode, scope: HoldScope | null): AsyncIterable<IndexedMessage[]> {
+    await this.o.index.refresh();
     let cursor: string | undefined;
     do {
       const page = await this.o.index.search({ query, scope, sort: 'date', order: 'asc', size: WALK_PAGE, cursor });
@@ -524,6 +647,54 @@ function orOf(a: QueryNode, b: QueryNode): QueryNode {
   if (a.type === 'all' || b.type === 'all') return { type: 'all' };
   if (JSON.stringify(a) === JSON.stringify(b)) return a;
   return { type: 'or', children: [...(a.type === 'or' ? a.children : [a]), ...(b.type === 'or' ? b.children : [b])] };
+}
+
+/**
+ * What applying policies and holds makes of one message's record: nothing to
+ * write (already up to date, or being disposed of), or the next record, with
+ * what the stored object needs first (legal hold set, retention extended).
+ * Never shortens an applied retain-until; keeps every hold already recorded.
+ */
+function nextRecord(p: Planned, prev: MessageRetention | undefined, updatedAt: string): { write: false; record: MessageRetention } | { write: true; record: MessageRetention; setHold: boolean; extend: boolean } {
+  if (prev?.state === 'disposing') return { write: false, record: prev };
+  // A disposed record means the same bytes were archived again after disposal: a fresh life for the message.
+  const fresh = !prev || prev.state === 'disposed';
+  const { doc, ev } = p;
+  const holdIds = [...new Set([...(fresh ? [] : prev.holdIds), ...p.covering])].sort();
+  const until = fresh ? ev.until : later(prev.retainUntil, ev.until);
+  const next: MessageRetention = {
+    sha256: doc.id,
+    messageId: doc.messageId,
+    date: doc.date,
+    receivedAt: doc.receivedAt,
+    size: doc.size,
+    policyId: ev.policy.id,
+    policyVersion: ev.policy.version,
+    retainUntil: until,
+    policyRetainUntil: ev.until,
+    keptLonger: until > ev.until,
+    action: ev.policy.action,
+    holdIds,
+    held: holdIds.length > 0,
+    state: fresh ? 'active' : prev.state,
+    proposedBy: fresh ? undefined : prev.proposedBy,
+    approvals: fresh ? undefined : prev.approvals,
+    updatedAt,
+  };
+  if (!fresh && sameRecord(prev, next)) return { write: false, record: prev };
+  return { write: true, record: next, setHold: next.held && (fresh || !prev.held), extend: fresh || until !== prev.retainUntil };
+}
+
+/** The documents with duplicate ids dropped (the first kept): a batch names each message once. */
+function uniqueById(docs: IndexedMessage[]): IndexedMessage[] {
+  const seen = new Set<string>();
+  return docs.filter((d) => !seen.has(d.id) && (seen.add(d.id), true));
+}
+
+function batches<T>(items: T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
 }
 
 function sameRecord(a: MessageRetention, b: MessageRetention): boolean {

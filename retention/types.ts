@@ -159,6 +159,15 @@ export interface Hold extends HoldInput {
   releasedAt?: string;
   releasedBy?: string;
   releaseReason?: string;
+  /**
+   * Released, but not every message it covered is released yet: a legal-hold
+   * flag could not be cleared (storage down) or the release was interrupted.
+   * Those messages' records keep naming this hold (and stay held) until the
+   * disposition job's retry finishes them (at each run and at start-up).
+   */
+  clearsPending?: boolean;
+  /** Why the last attempt left messages pending. */
+  lastClearError?: string;
 }
 
 /** Immutable proof of one deletion (`retention_dispositions/<id>`), created once, never updated. */

@@ -296,6 +296,7 @@ describe('every listed action writes a record (through the API)', () => {
       expect(r.code).toBe(250);
     }
     await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
+    await archive.services.index.refresh();
     const hits = (await (await officer.fetch('/api/search?q=')).json()) as { hits: { id: string }[] };
     ids = hits.hits.map((h) => h.id);
     expect(ids).toHaveLength(2);
@@ -429,6 +430,7 @@ describe('every listed action writes a record (through the API)', () => {
     const big = mail({ From: 'big@corp.example', To: 'bob@corp.example', Subject: 'Big one', 'Message-ID': '<big@corp.example>' }, 'x'.repeat(100), { name: 'big.txt', content: randomBytes(6 * 1024 * 1024).toString('base64').replace(/.{76}/g, '$&\r\n') });
     const res = await archive.services.pipeline.ingest(Readable.from([big]), { source: 'api' });
     await archive.services.queue.whenIdle(INDEX_JOB, 60_000);
+    await archive.services.index.refresh();
     const again = await officer.fetch(`/api/messages/${res.sha256}/raw`);
     expect(again.status).toBe(200);
     const bytes = Buffer.from(await again.arrayBuffer());

@@ -57,6 +57,7 @@ describe('SpamAssassin corpus, searched', () => {
     expect(summary.failed).toBe(0);
     expect(summary.imported).toBe(distinct);
     await archive.services.queue.whenIdle(INDEX_JOB, 300_000);
+    await archive.services.index.refresh();
   }, 600_000);
   afterAll(async () => {
     await archive?.close();
@@ -106,6 +107,7 @@ describe('shared corpus, searched', () => {
       const summary = await importPaths(archive.services.pipeline, files);
       expect(summary.failed).toBe(0);
       await archive.services.queue.whenIdle(INDEX_JOB, 120_000);
+      await archive.services.index.refresh();
       expect(await archive.services.queue.counts(INDEX_JOB)).toMatchObject({ failed: 0 });
       for (const f of files) {
         const id = sha(await readFile(f));

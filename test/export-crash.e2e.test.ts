@@ -52,6 +52,7 @@ describe('export crash-resume', () => {
       }
       stored = seen.size;
       await archive.services.queue.whenIdle('index-message', 120_000);
+      await archive.services.index.refresh();
     } finally {
       await archive.close();
     }

@@ -19,6 +19,7 @@ import { parseOpt } from '../src/export/opticon-opt.js';
 import { unescapeMboxrd } from '../src/export/mboxrd-escaper.js';
 import { STANDARD_FIELDS } from '../src/export/export-request.js';
 import type { RunningArchive } from '../src/main.js';
+import { MODES } from './helpers/modes.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 const py = (script: string, ...args: string[]) => execFileSync('python3', ['-c', script, ...args], { maxBuffer: 64 * 1024 * 1024 }).toString('utf8');
@@ -38,8 +39,9 @@ interface Manifest {
   files: { path: string; sha256: string; size: number }[];
 }
 
-describe('exports', () => {
+describe.each(MODES.filter((m) => m.enabled))('exports ($mode)', ({ env }) => {
   let archive: RunningArchive & { dataDir: string };
+  let modeEnv: Record<string, string>;
   let base: string;
   let officer: TestUser;
   let scoped: TestUser;
@@ -65,7 +67,8 @@ describe('exports', () => {
   }
 
   beforeAll(async () => {
-    archive = await startInProcess();
+    modeEnv = await env();
+    archive = await startInProcess(modeEnv);
     base = `http://127.0.0.1:${archive.httpPort}`;
     fixtures = exportFixtures();
     await ingestFixtures(archive, fixtures);
@@ -98,7 +101,7 @@ describe('exports', () => {
     expect(Object.keys(listing).slice(0, 2)).toEqual(['manifest.json', 'manifest.sig']);
     for (const f of manifest.files) expect(listing[f.path]).toBe(f.sha256);
     expect(Object.keys(listing)).toHaveLength(manifest.files.length + 2);
-    const verified = await runCli(['verify-export', zipFile], testEnv(archive.dataDir));
+    const verified = await runCli(['verify-export', zipFile], testEnv(archive.dataDir, modeEnv));
     expect(verified.stdout).toContain('OK');
     expect(verified.code).toBe(0);
   });
@@ -125,7 +128,7 @@ describe('exports', () => {
     const raw = await readFile(path.join(dir, 'export.mbox'), 'latin1');
     expect(raw).toContain('\n>From the desk of Alice');
     expect(raw).toContain('\n>>From an escaped line already.');
-    const verified = await runCli(['verify-export', dir], testEnv(archive.dataDir));
+    const verified = await runCli(['verify-export', dir], testEnv(archive.dataDir, modeEnv));
     expect(verified.code, verified.stdout).toBe(0);
   });
 
@@ -212,7 +215,7 @@ describe('exports', () => {
     expect(hostileCsv[5]!.startsWith("'@SUM")).toBe(true);
     for (const row of csv) for (const cell of row) expect(cell).not.toMatch(/^[=+\-@\t\r]/);
 
-    const verified = await runCli(['verify-export', dir], testEnv(archive.dataDir));
+    const verified = await runCli(['verify-export', dir], testEnv(archive.dataDir, modeEnv));
     expect(verified.code, verified.stdout).toBe(0);
   });
 
@@ -279,7 +282,7 @@ describe('exports', () => {
     expect(sig.manifestSha256).toBe(sha(await readFile(path.join(dir, 'manifest.json'))));
     const keyFile = path.join(dir, '..', 'trusted.pem');
     await writeFile(keyFile, key.publicKey);
-    const env = testEnv(archive.dataDir);
+    const env = testEnv(archive.dataDir, modeEnv);
     const ok = await runCli(['verify-export', dir, '--public-key', keyFile], env);
     expect(ok.code, ok.stdout).toBe(0);
     expect(ok.stdout).toContain('(the trusted key)');
@@ -317,7 +320,7 @@ describe('exports', () => {
     const buf = Buffer.from(text, 'latin1');
     buf[pos] = buf[pos]! ^ 0x20;
     await writeFile(file, buf);
-    const r = await runCli(['verify-export', dir], testEnv(archive.dataDir));
+    const r = await runCli(['verify-export', dir], testEnv(archive.dataDir, modeEnv));
     expect(r.code).toBe(1);
     const victim = manifest.items.find((i) => i.sha256 === byKey('contract').sha256)!;
     expect(r.stdout).toContain(`item ${victim.n} (${victim.docs[0]!.docId}`);
@@ -326,7 +329,7 @@ describe('exports', () => {
 
   it('cancels a queued export', async () => {
     const dataDir = await mkdtemp(path.join(os.tmpdir(), 'archive-test-'));
-    const idle = await startInProcess({ ARCHIVE_SERVE_WORKERS: 'false' }, dataDir);
+    const idle = await startInProcess({ ...(await env()), ARCHIVE_SERVE_WORKERS: 'false' }, dataDir);
     try {
       const d = await idle.services.exports.start({ source: { kind: 'query', q: '' }, format: 'eml' }, { id: 'someone' }, null);
       const c = await idle.services.exports.cancel(d.id, { id: 'someone' });

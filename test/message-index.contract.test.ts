@@ -171,6 +171,52 @@ describe('SqliteMessageIndex', () => {
     expect(warn?.dropped).toEqual(expect.arrayContaining(['messages', 'people_fts']));
   });
 
+  it('upgrades a schema 2 index in place: received_at is filled from the stored documents, nothing is dropped', async () => {
+    const a = await openIndex();
+    const docs = [
+      { ...DOC.budget1, receivedAt: Date.parse('2024-03-01T00:00:00.000Z'), size: 10 },
+      { ...DOC.budget2, receivedAt: Date.parse('2024-03-01T23:59:59.999Z'), size: 20 },
+      { ...DOC.leap, receivedAt: Date.parse('2024-03-02T00:00:00.000Z') + 0.9, size: 40 }, // fractions cut, as on upsert
+      { ...DOC.mar1, receivedAt: Number.NaN },
+    ];
+    await a.upsert(docs);
+    await a.close();
+    open.splice(0);
+    // Make the file look like schema 2: no received_at column or index.
+    const db = new Database(file);
+    const idx = db.prepare("SELECT name FROM sqlite_master WHERE type = 'index' AND name LIKE 'messages_received_%'").pluck().all() as string[];
+    expect(idx).toHaveLength(1);
+    db.exec(`DROP INDEX ${idx[0]}; ALTER TABLE messages DROP COLUMN received_at;`);
+    db.prepare("UPDATE meta SET value = '2' WHERE key = 'schema_version'").run();
+    db.close();
+
+    const { log, records } = recordingLogger();
+    const b = await openIndex(log);
+    expect(await b.count()).toBe(4);
+    expect(records.find((r) => r.msg.startsWith('index schema upgraded in place'))).toMatchObject({ from: 2, to: SCHEMA_VERSION, upgraded: { messages: 4 } });
+    const h = await b.ingestHistogram({ interval: 'day', from: Date.parse('2024-03-01T00:00:00Z'), to: Date.parse('2024-03-03T00:00:00Z') });
+    expect(h.buckets.map((x) => [x.messages, x.bytes])).toEqual([
+      [2, 30],
+      [1, 40],
+    ]);
+    expect(h.undated).toBe(1);
+    // The upgraded table takes new writes like a fresh one, and a second start changes nothing.
+    await b.upsert([{ ...DOC.mar1, receivedAt: Date.parse('2024-03-02T05:00:00Z'), size: 5 }]);
+    expect((await b.ingestHistogram({ interval: 'day', from: Date.parse('2024-03-02T00:00:00Z'), to: Date.parse('2024-03-03T00:00:00Z') })).buckets[0]).toMatchObject({ messages: 2, bytes: 45 });
+    const again = recordingLogger();
+    await openIndex(again.log);
+    expect(again.records.map((r) => r.msg)).toEqual(['index schema up to date']);
+  });
+
+  it('ingest statistics read only the (received_at, size) index', async () => {
+    const a = await openIndex();
+    await a.upsert([DOC.budget1]);
+    const db = new Database(file, { readonly: true });
+    const plan = (db.prepare('EXPLAIN QUERY PLAN SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM messages WHERE received_at >= ? AND received_at < ?').all(0, 1) as { detail: string }[]).map((r) => r.detail).join('\n');
+    db.close();
+    expect(plan).toMatch(/USING COVERING INDEX messages_received_\w+ \(received_at>\? AND received_at<\?\)/);
+  });
+
   it('refuses an index written by a newer schema version', async () => {
     const a = await openIndex();
     await a.close();

@@ -96,6 +96,84 @@ describe('FsObjectStore: disposition', () => {
       await rm(root, { recursive: true, force: true });
     }
   });
+
+  it('lock files of the first layout are still honoured, and later changes continue from them', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-legacy-lock-'));
+    let now = Date.parse('2030-01-01T00:00:00Z');
+    const open = async () => {
+      const s = new FsObjectStore(path.join(root, 'store'), path.join(root, 'spool'), { clock: () => new Date(now) });
+      await s.init();
+      return s;
+    };
+    let store = await open();
+    try {
+      const bytes = sampleMessage('legacy lock');
+      const spool = await spoolBytes(path.join(root, 'spool'), bytes);
+      await store.putMessage(spool);
+      const sha = spool.sha256;
+      // A store written by an earlier version: lock state in write-once files, the highest seq current.
+      const dir = path.join(root, 'store', 'locks', sha.slice(0, 2), sha.slice(2, 4));
+      await import('node:fs/promises').then((f) => f.mkdir(dir, { recursive: true }));
+      await writeFile(path.join(dir, `${sha}.1.json`), JSON.stringify({ legalHold: false, retainUntil: '2030-03-01T00:00:00.000Z' }));
+      await writeFile(path.join(dir, `${sha}.2.json`), JSON.stringify({ legalHold: true, retainUntil: '2030-06-01T00:00:00.000Z' }));
+      await store.close();
+      store = await open();
+      expect(await store.getLegalHold(sha)).toBe(true);
+      expect((await store.getRetention(sha))!.retainUntil.toISOString()).toBe('2030-06-01T00:00:00.000Z');
+      now = Date.parse('2030-07-01T00:00:00Z');
+      await expect(store.deleteMessage(sha)).rejects.toBeInstanceOf(RetentionLockedError);
+      // A change continues from the file's state (the retention it recorded is kept).
+      expect(await store.setLegalHolds([sha], false)).toEqual({ changed: 1, missing: [] });
+      expect(await store.getLegalHold(sha)).toBe(false);
+      expect((await store.getRetention(sha))!.retainUntil.toISOString()).toBe('2030-06-01T00:00:00.000Z');
+      expect(await store.extendRetention(sha, new Date('2030-05-01T00:00:00Z'))).toBe(false);
+      expect(await store.extendRetention(sha, new Date('2030-08-01T00:00:00Z'))).toBe(true);
+      await expect(store.deleteMessage(sha)).rejects.toBeInstanceOf(RetentionLockedError);
+      now = Date.parse('2030-08-02T00:00:00Z');
+      const r = await store.deleteMessage(sha);
+      expect(r.deleted).toBe(true);
+      expect(r.objects).toBe(4); // the message, two lock files, the lock row
+      // The same bytes archived again start without a lock.
+      await store.putMessage(await spoolBytes(path.join(root, 'spool'), bytes));
+      expect(await store.getLegalHold(sha)).toBe(false);
+      expect(await store.getRetention(sha)).toBeUndefined();
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
+  it('two stores on one directory (server and CLI): concurrent lock changes are all kept', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-lock-race-'));
+    const open = async () => {
+      const s = new FsObjectStore(path.join(root, 'store'), path.join(root, 'spool'));
+      await s.init();
+      return s;
+    };
+    const [a, b] = [await open(), await open()];
+    try {
+      const shas: string[] = [];
+      for (let i = 0; i < 20; i++) {
+        const spool = await spoolBytes(path.join(root, 'spool'), sampleMessage(`race ${i}`));
+        await a.putMessage(spool);
+        shas.push(spool.sha256);
+      }
+      const base = Date.parse('2040-01-01T00:00:00Z');
+      await Promise.all([
+        a.setLegalHolds(shas, true),
+        ...shas.map((s, i) => b.extendRetention(s, new Date(base + i * DAY_MS))),
+        b.extendRetentions(shas.map((sha256, i) => ({ sha256, until: new Date(base + (i - 5) * DAY_MS) }))),
+      ]);
+      for (const [i, s] of shas.entries()) {
+        expect(await a.getLegalHold(s)).toBe(true);
+        expect((await b.getRetention(s))!.retainUntil.getTime()).toBe(base + i * DAY_MS);
+      }
+    } finally {
+      await a.close();
+      await b.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
 });
 
 // ---------------------------------------------------------------- S3 adapter
@@ -394,23 +472,22 @@ if (!endpoint) {
       }
     }, 30_000);
 
-    it('If-None-Match: a writer that wins the race after our HEAD is not overwritten', async () => {
+    it('If-None-Match: a writer that stores the key just before our PUT is not overwritten', async () => {
       const bytes = sampleMessage('raced');
       const sha = sha256Hex(bytes);
       const client = rawClient();
       let raced = false;
-      // Right after the store's HEAD says "absent", another writer stores the key.
+      const sent: string[] = [];
+      // Right before the store's PUT goes out, another writer stores the key.
       client.middlewareStack.add(
         (next, context) => async (args) => {
-          try {
-            return await next(args);
-          } finally {
-            const input = args.input as { Key?: string };
-            if (!raced && context.commandName === 'HeadObjectCommand' && input.Key?.endsWith(`messages/${sha}`)) {
-              raced = true;
-              await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: input.Key, Body: bytes }));
-            }
+          const input = args.input as { Key?: string };
+          if (input.Key?.endsWith(`messages/${sha}`)) sent.push(context.commandName ?? '');
+          if (!raced && context.commandName === 'PutObjectCommand' && input.Key?.endsWith(`messages/${sha}`)) {
+            raced = true;
+            await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: input.Key, Body: bytes }));
           }
+          return next(args);
         },
         { step: 'initialize', name: 'racingWriter' },
       );
@@ -419,6 +496,8 @@ if (!endpoint) {
         const spool = await spoolBytes(fx.spoolDir, bytes);
         expect(await fx.store.putMessage(spool)).toEqual({ created: false });
         expect(raced).toBe(true);
+        // A small message costs one request: no HEAD before the conditional PUT.
+        expect(sent).toEqual(['PutObjectCommand']);
         const versions = await raw!.send(new ListObjectVersionsCommand({ Bucket: bucket, Prefix: `${fx.prefix}messages/${sha}` }));
         expect(versions.Versions ?? []).toHaveLength(1);
       } finally {

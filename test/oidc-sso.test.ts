@@ -198,6 +198,7 @@ describe('single sign-on (OpenID Connect)', () => {
       await archive.services.pipeline.ingest(Readable.from([raw]), { source: 'api' });
     }
     await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
+    await archive.services.index.refresh();
   });
 
   afterAll(async () => {

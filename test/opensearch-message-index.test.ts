@@ -378,6 +378,31 @@ if (!url) {
       expect(await aliasTargets(ix.alias)).toEqual([old]);
     });
 
+    it('a v1 index (no receivedAt) gets the field in place; its older documents count as undated in ingest statistics until reindex', async () => {
+      const ix = makeIndex();
+      const old = `${ix.alias}-v1-20200101000000000`;
+      const props = { ...MAPPING_PROPERTIES };
+      delete props.receivedAt;
+      const body = indexBody();
+      await admin.indices.create({
+        index: old,
+        body: { settings: body.settings, mappings: { ...body.mappings, _meta: { mappingVersion: 1 }, properties: props }, aliases: { [ix.alias]: {} } } as never,
+      });
+      // A document as a v1 node wrote it.
+      const legacy = msg({ id: H(0x71), receivedAt: Date.parse('2024-03-01T10:00:00Z'), size: 50 });
+      const { receivedAt: _dropped, ...v1doc } = toIndexDocument(legacy, 0);
+      await admin.index({ index: old, id: legacy.id, body: v1doc as never, refresh: true });
+      const { log, lines } = recordingLogger();
+      const ix2 = makeIndex({ indexPrefix: ix.alias.replace(/-messages$/, ''), log });
+      await ix2.init();
+      expect(lines.find((l) => l.msg.startsWith('message index mapping updated'))?.obj).toMatchObject({ index: old, from: 1, to: MAPPING_VERSION, added: ['receivedAt'] });
+      await ix2.upsert([msg({ id: H(0x72), receivedAt: Date.parse('2024-03-01T11:00:00Z'), size: 70 })]);
+      await ix2.refresh();
+      const h = await ix2.ingestHistogram({ interval: 'day', from: Date.parse('2024-03-01T00:00:00Z'), to: Date.parse('2024-03-02T00:00:00Z') });
+      expect(h.buckets).toEqual([{ start: Date.parse('2024-03-01T00:00:00Z'), messages: 1, bytes: 70 }]);
+      expect(h.undated).toBe(1);
+    });
+
     it('an incompatible older index is left alone, with a warning and health saying to reindex', async () => {
       const ix = makeIndex();
       const old = `${ix.alias}-v0-20200101000000000`;
@@ -405,7 +430,7 @@ if (!url) {
   });
 
   describe('OpenSearchMessageIndex: writes', () => {
-    it('chunks big batches (docs and bytes) and makes only the last request wait for refresh', async () => {
+    it('chunks big batches (docs and bytes) and never waits for a refresh', async () => {
       const ix = makeIndex({ bulkMaxDocs: 3, bulkMaxBytes: 64 * 1024 });
       await ix.init();
       const seen: { docs: number; refresh: unknown; bytes: number }[] = [];
@@ -416,8 +441,9 @@ if (!url) {
       });
       const docs = Array.from({ length: 10 }, (_, i) => msg({ id: H(i + 1), body: i === 4 ? 'big '.repeat(40_000) : `doc ${i}` }));
       await ix.upsert(docs);
+      await ix.refresh();
       expect(seen.map((s) => s.docs)).toEqual([3, 1, 1, 3, 2]);
-      expect(seen.map((s) => s.refresh)).toEqual([false, false, false, false, 'wait_for']);
+      expect(seen.map((s) => s.refresh)).toEqual([false, false, false, false, false]);
       // Visible at once, without an explicit refresh.
       expect(await ix.count()).toBe(10);
       expect((await ix.search({ query: parseQuery('doc'), sort: 'date', order: 'asc', size: 50 })).total).toBe(9);
@@ -433,6 +459,7 @@ if (!url) {
         return send();
       });
       await ix.upsert([msg({ id: H(1) }), msg({ id: H(2) })]);
+      await ix.refresh();
       expect(times).toHaveLength(3);
       expect(await ix.existing([H(1), H(2), H(3)])).toEqual(new Set([H(1), H(2)]));
     });
@@ -454,6 +481,7 @@ if (!url) {
         return res;
       });
       await ix.upsert([1, 2, 3, 4, 5].map((i) => msg({ id: H(i) })));
+      await ix.refresh();
       expect(sentIds).toEqual([[1, 2, 3, 4, 5].map(H), [H(2), H(4)]]);
       expect(await ix.count()).toBe(5);
     });
@@ -474,6 +502,7 @@ if (!url) {
       const ix = makeIndex();
       await ix.init();
       await Promise.all(Array.from({ length: 20 }, (_, b) => ix.upsert(Array.from({ length: 50 }, (_, i) => msg({ id: H(b * 1000 + i + 1), body: `batch ${b}` })))));
+      await ix.refresh();
       expect(await ix.count()).toBe(1000);
     });
 
@@ -492,7 +521,9 @@ if (!url) {
       const ix = makeIndex();
       await ix.init();
       await ix.upsert([msg({ id: H(1), subject: 'first' }), msg({ id: H(2) })]);
+      await ix.refresh();
       await ix.upsert([msg({ id: H(1), subject: 'second' })]);
+      await ix.refresh();
       expect((await ix.get(H(1)))?.subject).toBe('second');
       await ix.delete([H(2), H(99)]);
       expect(await ix.count()).toBe(1);
@@ -508,6 +539,7 @@ if (!url) {
         msg({ id: H(i + 1), date: T0 + (i % 5) * 400 * DAY, from: [{ address: `s${i % 3}@example.com` }], to: [{ address: `r@d${i % 4}.example` }] }),
       );
       await ix.upsert(docs);
+      await ix.refresh();
       const req = { query: { type: 'all' } as QueryNode, sort: 'date' as const, order: 'desc' as const, size: 10, facets: true };
       const p1 = await ix.search(req);
       const p2 = await ix.search({ ...req, cursor: p1.nextCursor });
@@ -536,6 +568,7 @@ if (!url) {
         msg({ id: H(1), to: [{ address: 'x@a.com', name: 'Jane Alice' }, { address: 'y@b.com', name: 'Smith Jones' }] }),
         msg({ id: H(2), to: [{ address: 'z@c.com', name: 'Alice Smith' }] }),
       ]);
+      await ix.refresh();
       const ids = async (q: string) => (await ix.search({ query: parseQuery(q), sort: 'date', order: 'asc', size: 10 })).hits.map((h) => h.id);
       expect(await ids('to:"alice smith"')).toEqual([H(2)]);
       expect(await ids('to:"alice smith"~100')).toEqual([H(2)]);
@@ -566,6 +599,7 @@ if (!url) {
         insert.run(i, analyzed(body));
       }
       await ix.upsert(docs);
+      await ix.refresh();
       const cjk = ['契約', '約書', '書契', '契約書'];
       const queries: { q: string; fts: string }[] = [];
       for (let i = 0; i < 120; i++) {
@@ -643,6 +677,7 @@ if (!url) {
       for (let i = 0; i < docs.length; i += 1000) {
         await sqlite.upsert(docs.slice(i, i + 1000));
         await os_.upsert(docs.slice(i, i + 1000));
+        await os_.refresh();
       }
     }, 600_000);
 
@@ -770,12 +805,14 @@ if (!url) {
       await ix.init();
       const [live] = await aliasTargets(ix.alias);
       await ix.upsert([msg({ id: H(1) }), msg({ id: H(2) }), msg({ id: H(3) })]);
+      await ix.refresh();
       const rebuild = await ix.beginRebuild();
       await rebuild.upsert([msg({ id: H(1), subject: 'rebuilt' }), msg({ id: H(2), subject: 'rebuilt' })]);
       // Meanwhile searches (and another node's writes) still use the live index.
       expect(await ix.count()).toBe(3);
       expect((await ix.get(H(1)))?.subject).toBe('hello');
       await ix.upsert([msg({ id: H(4), subject: 'new mail during the rebuild' })]);
+      await ix.refresh();
       const [, building] = await concreteIndices(ix.indexPattern);
       expect(building).toBeDefined();
       expect(await aliasTargets(ix.alias)).toEqual([live]);
@@ -795,12 +832,14 @@ if (!url) {
       const ix = makeIndex();
       await ix.init();
       await ix.upsert([msg({ id: H(1) }), msg({ id: H(2) }), msg({ id: H(3) })]);
+      await ix.refresh();
       const rebuild = await ix.beginRebuild();
       // The rebuild read all three from the store before another node disposed of H(1) and H(3) ...
       await rebuild.upsert([msg({ id: H(1) }), msg({ id: H(2) }), msg({ id: H(3) })]);
       await ix.delete([H(1), H(3)]);
       // ... and H(3) came back (a restore) before the commit.
       await ix.upsert([msg({ id: H(3), subject: 'restored' })]);
+      await ix.refresh();
       await rebuild.commit();
       expect([...(await ix.existing([H(1), H(2), H(3)]))].sort()).toEqual([H(2), H(3)]);
       expect((await ix.get(H(3)))?.subject).toBe('restored');
@@ -813,6 +852,7 @@ if (!url) {
       const b = makeIndex({ indexPrefix: a.alias.replace(/-messages$/, '') });
       await b.init();
       await a.upsert([msg({ id: H(1) })]);
+      await a.refresh();
       const first = await a.beginRebuild();
       await first.upsert([msg({ id: H(2) })]);
       const second = await b.beginRebuild();
@@ -832,6 +872,7 @@ if (!url) {
       await ix.init();
       const [live] = await aliasTargets(ix.alias);
       await ix.upsert([msg({ id: H(1) })]);
+      await ix.refresh();
       const rebuild = await ix.beginRebuild();
       await rebuild.upsert([msg({ id: H(2) })]);
       expect(await concreteIndices(ix.indexPattern)).toHaveLength(2);

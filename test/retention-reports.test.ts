@@ -1,9 +1,13 @@
 /**
- * Report layout with real volume: 130 dispositions make the certificate's
- * item table break across pages (header repeated, rows whole); every page
- * rendered by pdftoppm carries content. The signed certificate's digest is
- * recomputed from the disposition records.
+ * Report layout with real volume, on both deployments: 130 dispositions make
+ * the certificate's item table break across pages (header repeated, rows
+ * whole); every page rendered by pdftoppm carries content. The signed
+ * certificate's digest is recomputed from the disposition records. In
+ * scale-out the dates lie in the real past, so S3 (whose Object Lock runs on
+ * the real clock) lets the disposals happen; the disposed objects' versions
+ * are gone from S3, and the held one keeps its flag there.
  */
+import { GetObjectLegalHoldCommand, ListObjectVersionsCommand } from '@aws-sdk/client-s3';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from 'vitest';
 import { generateKeyPairSync } from 'node:crypto';
@@ -13,25 +17,37 @@ import { tempDir } from './helpers/archive-process.js';
 import { certificateDigest, COLLECTIONS, type DispositionRecord } from '../retention/index.js';
 import { certificateCsv, certificatePdf, holdReportPdf, retentionReportPdf, signCertificate, verifyCertificate } from '../src/reports/retention-reports.js';
 import { fingerprintOf } from '../src/export/signing-key.js';
+import { MODES } from './helpers/modes.js';
 
-describe('retention reports with volume', () => {
+for (const { mode, enabled } of MODES)
+describe.runIf(enabled)(`retention reports with volume (${mode})`, () => {
   let fx: RetentionFixture;
   afterAll(async () => {
     await fx?.close();
   });
 
   it('a 130-item certificate, signed, digest checkable, tables breaking cleanly over pages', async () => {
-    fx = await retentionFixture({ start: '2021-01-01T00:00:00Z' });
+    fx = await retentionFixture({ start: '2021-01-01T00:00:00Z', mode });
     const actor = { user: 'admin@corp.example' };
     await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 30, from: 'received' }, action: 'delete' }, actor);
     await fx.service.createPolicy({ name: 'Sales 90 days', matcher: { senders: ['sales.example'] }, period: { unit: 'days', count: 90, from: 'sent' }, action: 'delete' }, actor);
     for (let i = 0; i < 130; i++) await fx.archive({ from: i % 3 ? `s${i}@sales.example` : `o${i}@corp.example`, to: ['x@corp.example'], date: '2021-01-01T00:00:00Z' });
     const c = await fx.service.createCase({ name: 'Kept case', matterNumber: 'K-1', description: 'A case with a hold', custodians: ['keep@corp.example'] }, actor);
-    await fx.archive({ from: 'keep@corp.example', to: ['x@corp.example'], date: '2021-01-01T00:00:00Z' });
-    await fx.service.createHold({ caseId: c.id, name: 'Keep' }, actor);
+    const kept = await fx.archive({ from: 'keep@corp.example', to: ['x@corp.example'], date: '2021-01-01T00:00:00Z' });
+    const hold = await fx.service.createHold({ caseId: c.id, name: 'Keep' }, actor);
+    expect(hold.messageCount).toBe(1);
     fx.setNow('2022-01-01T00:00:00Z');
     const run = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(run.skipped).toEqual([]);
     expect(run.disposed).toBe(130);
+    expect(await fx.exists(kept)).toBe(true);
+    if (mode === 'scale-out') {
+      // What S3 itself holds now: the kept message's version and its envelope's, nothing of the 130.
+      const listed = await fx.s3!.client.send(new ListObjectVersionsCommand({ Bucket: fx.s3!.bucket, Prefix: fx.s3!.key('').replace(/messages\/$/, '') }));
+      expect((listed.Versions ?? []).length).toBe(2);
+      expect(listed.DeleteMarkers ?? []).toEqual([]);
+      expect((await fx.s3!.client.send(new GetObjectLegalHoldCommand({ Bucket: fx.s3!.bucket, Key: fx.s3!.key(kept) }))).LegalHold?.Status).toBe('ON');
+    }
 
     const period = { from: '2021-06-01T00:00:00.000Z', to: '2022-06-01T00:00:00.000Z' };
     const data = await fx.reports.certificate(period);

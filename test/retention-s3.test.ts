@@ -92,7 +92,7 @@ if (!endpoint) {
       expect([h1.messageCount, h2.messageCount]).toEqual([2, 1]);
       const flag = async (sha: string) => (await raw.send(new GetObjectLegalHoldCommand({ Bucket: bucket, Key: `${prefix}messages/${sha}` }))).LegalHold?.Status;
       expect([await flag(a), await flag(b)]).toEqual(['ON', 'ON']);
-      expect(await fx.service.releaseHold(h1.id, 'scope narrowed', actor)).toEqual({ released: 1, stillHeld: 1 });
+      expect(await fx.service.releaseHold(h1.id, 'scope narrowed', actor)).toEqual({ released: 1, stillHeld: 1, pending: 0 });
       expect([await flag(a), await flag(b)]).toEqual(['OFF', 'ON']);
       await fx.service.releaseHold(h2.id, 'matter closed', actor);
       expect(await flag(b)).toBe('OFF');
@@ -109,6 +109,7 @@ if (!endpoint) {
       await fx.store.putEnvelope({ id: newEnvelopeId(), sha256: sha, source: 'import', receivedAt: '2020-01-01T00:00:00.000Z', recipients: [{ address: 'cust@corp.example', kind: 'to' }], flags: [] });
       const doc = (await documentFor(fx.store, sha))!;
       await fx.index.upsert([doc]);
+      await fx.index.refresh();
       await fx.service.applyToDocuments([doc]);
       const kase = await fx.service.createCase({ name: 'Case', matterNumber: 'S3-2', custodians: ['cust@corp.example'] }, actor);
       const hold = await fx.service.createHold({ caseId: kase.id, name: 'cust' }, actor);
@@ -145,6 +146,7 @@ if (!endpoint) {
       await raw.send(new PutObjectCommand({ Bucket: bucket, Key: `${prefix}envelopes/${sha}/${env.id}.json`, Body: JSON.stringify(env), ...lock }));
       const doc = (await documentFor(fx.store, sha))!;
       await fx.index.upsert([doc]);
+      await fx.index.refresh();
       await fx.service.applyToDocuments([doc]);
       fx.setNow(DateTime.utc());
       expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(0);

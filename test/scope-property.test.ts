@@ -198,6 +198,7 @@ for (const seed of seeds) {
         (gen as Generated & { id?: string }).id = res.sha256;
       }
       await archive.services.queue.whenIdle(INDEX_JOB, 120_000);
+      await archive.services.index.refresh();
       for (const g of generated) {
         const id = (g as Generated & { id: string }).id;
         const doc = await archive.services.index.get(id, null);

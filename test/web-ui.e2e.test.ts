@@ -171,6 +171,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
       raws[f.key] = f.raw;
     }
     await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
+    await archive.services.index.refresh();
 
     userDataDir = await tempDir('web-ui-chromium-');
     ctx = await chromium.launchPersistentContext(userDataDir, {
@@ -455,6 +456,47 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     await expect.poll(() => page.locator('#users tbody tr').count()).toBeGreaterThanOrEqual(4);
     await expect.poll(() => page.locator('main h2').first().textContent()).toMatch(/Health: ok/);
     await shot(page, '12-admin');
+
+    // Ingest over time: the four seeded messages, received minutes ago, as bars of the last 30 days.
+    const seededBytes = Object.values(raws).reduce((n, r) => n + r.length, 0);
+    const chart = page.locator('#ingest-chart');
+    await chart.waitFor();
+    const bars = chart.locator('g.bar');
+    const barData = () => bars.evaluateAll((gs) => gs.map((g) => ({ messages: Number(g.getAttribute('data-messages')), bytes: Number(g.getAttribute('data-bytes')), title: g.querySelector('title')?.textContent ?? '', drawn: !!g.querySelector('rect.fill') })));
+    const sum = (xs: { messages: number; bytes: number }[]) => xs.reduce((a, x) => ({ messages: a.messages + x.messages, bytes: a.bytes + x.bytes }), { messages: 0, bytes: 0 });
+    let data = await barData();
+    expect(data).toHaveLength(30);
+    expect(sum(data)).toEqual({ messages: 4, bytes: seededBytes });
+    // Only non-empty days have a visible bar, each titled with its own count; they are today's (or, across midnight, yesterday's).
+    data.forEach((d, i) => {
+      expect(d.drawn).toBe(d.messages > 0);
+      expect(d.title).toMatch(new RegExp(`^\\d{4}-\\d{2}-\\d{2}: ${d.messages} messages?, `));
+      if (d.messages > 0) expect(i).toBeGreaterThanOrEqual(28);
+    });
+    expect(await page.locator('#ingest-summary').textContent()).toMatch(/^4 messages, [\d.]+ KB archived in the last 30 days · 4 messages in the archive · index queue: 0 pending, 0 failed$/);
+    expect(await chart.getAttribute('aria-label')).toMatch(/^Bar chart: messages archived per day \(UTC\), .* 4 messages in all;/);
+    const ticks = await chart.locator('text.xtick').allTextContents();
+    expect(ticks.length).toBeGreaterThanOrEqual(5);
+    for (const t of ticks) expect(t).toMatch(/^\d{1,2} [A-Z][a-z]{2,3}$/); // "27 Nov"
+    // The same numbers as a table, for screen readers and for reading off exact values.
+    await page.locator('#ingest-data summary').click();
+    const rows = page.locator('#ingest-data tbody tr');
+    expect(await rows.count()).toBe(30);
+    expect((await rows.locator('td:nth-child(2)').allTextContents()).reduce((n, t) => n + Number(t), 0)).toBe(4);
+    await shot(page, '14-admin-ingest-daily');
+
+    // Switch to hours: 48 bars, the same four messages; the interval is kept in the URL.
+    await page.getByRole('button', { name: 'Hourly' }).click();
+    await expect.poll(() => bars.count()).toBe(48);
+    expect(await page.getByRole('button', { name: 'Hourly' }).getAttribute('aria-pressed')).toBe('true');
+    expect(await page.getByRole('button', { name: 'Daily' }).getAttribute('aria-pressed')).toBe('false');
+    expect(new URL(page.url()).searchParams.get('interval')).toBe('hour');
+    data = await barData();
+    expect(sum(data)).toEqual({ messages: 4, bytes: seededBytes });
+    expect(data.filter((d) => d.messages > 0).every((d) => /^\d{4}-\d{2}-\d{2} \d{2}:00 UTC: /.test(d.title))).toBe(true);
+    await shot(page, '15-admin-ingest-hourly');
+    // Only admins may read the statistics.
+    expect((await officer.fetch('/api/admin/ingest-stats')).status).toBe(403);
 
     // Retention: the simulator's counts come before saving.
     await page.goto(`${base}/retention`);

@@ -177,6 +177,71 @@ export class OpenSearchCatalogStore {
     }
   }
 
+  /** Records of many ids in one `_mget` (absent ids are missing from the map). Real-time, like `get`. */
+  async getMany<T>(collection: string, ids: string[]): Promise<Map<string, CatalogRecord<T>>> {
+    await this.ensureCollection(collection);
+    const out = new Map<string, CatalogRecord<T>>();
+    if (!ids.length) return out;
+    let docs: { _id: string; found?: boolean; _seq_no?: number; _primary_term?: number; _source?: { doc: T } }[];
+    try {
+      const r = await this.client.mget({ index: this.indexOf(collection), body: { ids: [...new Set(ids)] } });
+      docs = (r.body as { docs: typeof docs }).docs;
+    } catch (err) {
+      throw wrap('catalog mget', err);
+    }
+    for (const d of docs) {
+      if (d.found && d._source && d._seq_no !== undefined && d._primary_term !== undefined) {
+        out.set(d._id, { id: d._id, doc: d._source.doc, version: { seqNo: d._seq_no, primaryTerm: d._primary_term } });
+      }
+    }
+    return out;
+  }
+
+  /**
+   * Many conditional writes in one `_bulk` (each as `put` would: `'absent'`
+   * creates only, a version replaces only that version). Per item, in order:
+   * the new version, or `'conflict'` when the record was not as expected.
+   * Any other item failure (a rejected or failed write) throws, after the
+   * other items may have been written: the caller re-reads before retrying.
+   */
+  async putMany<T>(collection: string, writes: { id: string; doc: T; expect: 'absent' | CatalogVersion }[]): Promise<(CatalogVersion | 'conflict')[]> {
+    await this.ensureCollection(collection);
+    if (!writes.length) return [];
+    const index = this.indexOf(collection);
+    const now = Date.now();
+    const lines: unknown[] = [];
+    for (const w of writes) {
+      lines.push(
+        w.expect === 'absent'
+          ? { create: { _index: index, _id: w.id } }
+          : { index: { _index: index, _id: w.id, if_seq_no: w.expect.seqNo, if_primary_term: w.expect.primaryTerm } },
+        { id: w.id, doc: w.doc, updatedAt: now },
+      );
+    }
+    let items: Record<string, { status: number; _seq_no?: number; _primary_term?: number; error?: { type?: string; reason?: string } }>[];
+    try {
+      const r = await this.client.bulk({ body: lines as never, refresh: this.refresh });
+      items = (r.body as unknown as { items: typeof items }).items;
+    } catch (err) {
+      throw wrap('catalog bulk', err);
+    }
+    const failed: string[] = [];
+    const out = items.map((item, i): CatalogVersion | 'conflict' => {
+      const res = Object.values(item)[0];
+      if (res.status === 409) return 'conflict';
+      if (res.status < 300 && res._seq_no !== undefined && res._primary_term !== undefined) return { seqNo: res._seq_no, primaryTerm: res._primary_term };
+      failed.push(`${writes[i].id}: ${res.status} ${res.error?.type ?? ''} ${res.error?.reason ?? ''}`.trim());
+      return 'conflict';
+    });
+    if (failed.length) {
+      const msg = `catalog bulk write to ${collection}: ${failed.length} of ${writes.length} items failed (${failed.slice(0, 3).join('; ')})`;
+      // 429 (write queue full) is an outage to retry later; anything else is a bug or a mapping problem.
+      if (items.some((item) => Object.values(item)[0].status === 429)) throw new ServiceUnavailableError('catalog_unavailable', msg);
+      throw new Error(msg);
+    }
+    return out;
+  }
+
   /** Deletes a record (only that version, when given). Returns false when it was absent. */
   async delete(collection: string, id: string, expect?: CatalogVersion): Promise<boolean> {
     await this.ensureCollection(collection);

@@ -20,12 +20,16 @@
 import type { IndexedMessage, Participant } from '../../src/domain/indexed-message.js';
 import type { AddressField } from '../query-ast.js';
 import { analyzed } from '../index-analysis.js';
+import { indexedReceivedAt } from '../ingest-histogram.js';
 
 /**
  * Version of the mapping, settings and document shape below. Stored in the
  * index's `_meta.mappingVersion` and in the index name (`…-messages-v<N>-…`).
+ * 2: `receivedAt` (additive: a v1 index gets the field in place; its older
+ * documents lack it, and count as `undated` in ingest statistics, until
+ * `archive reindex`).
  */
-export const MAPPING_VERSION = 1;
+export const MAPPING_VERSION = 2;
 
 /** Name of the custom analyzer used by every analysed field. */
 export const WHITESPACE_ANALYZER = 'archive_ws';
@@ -93,6 +97,8 @@ export interface OpenSearchMessageDoc {
   threadId: string;
   /** Epoch ms (UTC). */
   date: number;
+  /** Epoch ms (UTC) of the earliest envelope, for ingest statistics; absent when the message has none a Date can hold. */
+  receivedAt?: number;
   /** UTC year of `date` (a number, so the facet's tie-break orders years as numbers, as SQLite does). */
   year: number;
   size: number;
@@ -171,6 +177,8 @@ export const MAPPING_PROPERTIES: Record<string, Record<string, unknown>> = {
   // A number, not a keyword: the facet breaks count ties by value, and must order 999 < 10000 as SQLite does.
   year: { type: 'integer' },
   size: { type: 'long' },
+  // A date (epoch ms), not a long: ingest statistics bucket it with date_histogram by calendar hour, day and month.
+  receivedAt: { type: 'date', format: 'epoch_millis' },
   hasAttachments: { type: 'boolean' },
   indexedAt: { type: 'long' },
   subject_t: analysedText,
@@ -413,5 +421,7 @@ export function toIndexDocument(m: IndexedMessage, indexedAt: number): OpenSearc
     msg: m,
   };
   if (m.messageId !== undefined) doc.messageId = cut(m.messageId);
+  const receivedAt = indexedReceivedAt(m);
+  if (receivedAt !== undefined) doc.receivedAt = receivedAt;
   return doc;
 }

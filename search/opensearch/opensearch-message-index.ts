@@ -31,9 +31,22 @@ import type { Logger } from 'pino';
 import type { Config } from '../../src/config/config.js';
 import type { IndexedMessage } from '../../src/domain/indexed-message.js';
 import { AppError, ConfigError, ServiceUnavailableError, ValidationError } from '../../src/errors.js';
-import type { Facets, FacetBucket, IndexHealth, IndexRebuild, MessageIndex, Scope, SearchPage, SearchRequest } from '../../src/ports/message-index.js';
+import type {
+  Facets,
+  FacetBucket,
+  HistogramInterval,
+  IndexHealth,
+  IndexRebuild,
+  IngestHistogram,
+  IngestHistogramRequest,
+  MessageIndex,
+  Scope,
+  SearchPage,
+  SearchRequest,
+} from '../../src/ports/message-index.js';
 import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, cut, diffMappings, indexBody, toIndexDocument, yearString } from './opensearch-mappings.js';
 import { compileQuery, withScope, type OsQuery } from './opensearch-query-compiler.js';
+import { bucketStarts } from '../ingest-histogram.js';
 
 // ---------------------------------------------------------------- knobs
 
@@ -87,6 +100,9 @@ const FACET_SIZE = 10;
 
 /** Most messages `thread()` returns (the port's bound). */
 const THREAD_LIMIT = 1000;
+
+/** date_histogram calendar intervals of the port's bucket widths (all in UTC). */
+const CALENDAR_INTERVAL: Record<HistogramInterval, string> = { hour: '1h', day: '1d', month: '1M' };
 
 /**
  * How long deletion records (see `delete()`) are kept, ms. They only matter to
@@ -520,14 +536,20 @@ export class OpenSearchMessageIndex implements MessageIndex {
 
   /**
    * Indexes the documents by id (replacing), through the alias. Resolves once
-   * they are searchable: the last request carries `refresh=wait_for`, which
-   * waits for the next periodic refresh (refresh_interval, 1 s by default)
-   * instead of forcing one. Cost: each call takes up to ~1 s longer; calls
-   * running at the same time share the same refresh, so throughput comes from
-   * batching (hundreds of messages per call), not from more calls.
+   * they are durable (acknowledged by the primary, in its translog) and
+   * visible to `get`/`existing`; searches see them after the next periodic
+   * refresh (refresh_interval, 1 s by default) or `refresh()`. No
+   * `refresh=wait_for` here: it held every batch up to a second, and the
+   * index jobs that wait on their batch with it, which capped scale-out
+   * indexing at a few batches per second.
    */
   async upsert(docs: IndexedMessage[]): Promise<void> {
-    await this.writeDocs(this.alias, docs, { refresh: true, requireAlias: true });
+    await this.writeDocs(this.alias, docs, { refresh: false, requireAlias: true });
+  }
+
+  /** Forces a refresh of the live index: every write that resolved before is searchable on return. */
+  async refresh(): Promise<void> {
+    await call('refresh', () => this.client.indices.refresh({ index: this.alias }));
   }
 
   /**
@@ -738,6 +760,48 @@ export class OpenSearchMessageIndex implements MessageIndex {
   async count(): Promise<number> {
     const r = await call('count', () => this.client.count({ index: this.alias }));
     return r.body.count;
+  }
+
+  /**
+   * One request: a date_histogram of `receivedAt` (calendar buckets in UTC)
+   * with the sum of `size` per bucket, over the range, and a `missing` count
+   * of documents without `receivedAt`. Only non-empty buckets come back; the
+   * empty ones are filled in from the same bucket starts the SQLite adapter uses.
+   */
+  async ingestHistogram(req: IngestHistogramRequest): Promise<IngestHistogram> {
+    const starts = bucketStarts(req);
+    const body = {
+      size: 0,
+      track_total_hits: false,
+      aggs: {
+        dated: {
+          filter: { range: { receivedAt: { gte: req.from, lt: req.to } } },
+          aggs: {
+            buckets: {
+              date_histogram: { field: 'receivedAt', calendar_interval: CALENDAR_INTERVAL[req.interval], time_zone: 'UTC', min_doc_count: 1 },
+              aggs: { bytes: { sum: { field: 'size' } } },
+            },
+          },
+        },
+        undated: { missing: { field: 'receivedAt' } },
+      },
+    };
+    const r = await call('ingest histogram', () => this.client.search({ index: this.alias, body: body as never }));
+    const aggs = (
+      r.body as unknown as {
+        aggregations: { dated: { buckets: { buckets: { key: number; doc_count: number; bytes: { value: number | null } }[] } }; undated: { doc_count: number } };
+      }
+    ).aggregations;
+    const found = new Map(aggs.dated.buckets.buckets.map((b) => [b.key, b]));
+    const buckets = starts.map((start) => {
+      const b = found.get(start);
+      // A sum aggregation answers a double; sizes are whole bytes.
+      return { start, messages: b?.doc_count ?? 0, bytes: Math.round(b?.bytes.value ?? 0) };
+    });
+    const counted = buckets.reduce((n, b) => n + b.messages, 0);
+    const expected = aggs.dated.buckets.buckets.reduce((n, b) => n + b.doc_count, 0);
+    if (counted !== expected) throw new Error(`OpenSearch ingest histogram: buckets at unexpected keys (${counted} of ${expected} messages placed)`);
+    return { interval: req.interval, from: req.from, to: req.to, buckets, undated: aggs.undated.doc_count };
   }
 
   async health(): Promise<IndexHealth> {

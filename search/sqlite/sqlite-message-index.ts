@@ -9,10 +9,12 @@
  * `_next` and swaps it in by renaming):
  *
  *   messages   mid INTEGER PRIMARY KEY, id (sha256) UNIQUE, date, size,
- *              has_att, message_id, thread_id, fcodes. Narrow on purpose, so
- *              scans, sorts and counts never touch the documents.
+ *              has_att, message_id, thread_id, fcodes, received_at (NULL when
+ *              the document has none). Narrow on purpose, so scans, sorts and
+ *              counts never touch the documents.
  *              Indexes: (date, id) for the sort and search-after,
- *              (thread_id, date, id), (message_id). Size filters scan it.
+ *              (thread_id, date, id), (message_id), (received_at, size) for
+ *              ingest statistics. Size filters scan it.
  *   docs       mid → the IndexedMessage as JSON (what hits return).
  *   people     one row per person of a message: pid = mid·2^24 + roles·2^16
  *              + n (a message's people are one key range, and the roles are
@@ -57,6 +59,8 @@ import type {
   Facets,
   IndexHealth,
   IndexRebuild,
+  IngestHistogram,
+  IngestHistogramRequest,
   MessageIndex,
   Scope,
   SearchPage,
@@ -64,6 +68,7 @@ import type {
   SortField,
 } from '../../src/ports/message-index.js';
 import { analyzed } from '../index-analysis.js';
+import { bucketStarts, indexedReceivedAt } from '../ingest-histogram.js';
 import {
   MAX_PEOPLE,
   PEOPLE_SPAN,
@@ -81,9 +86,18 @@ import {
 
 /**
  * Bumped whenever the tables change shape; an older index is dropped and must
- * be rebuilt (`archive reindex`). 2: identities, facet dictionary.
+ * be rebuilt (`archive reindex`), unless it is in UPGRADE_IN_PLACE.
+ * 2: identities, facet dictionary. 3: messages.received_at.
  */
-export const SCHEMA_VERSION = 2;
+export const SCHEMA_VERSION = 3;
+
+/**
+ * Older schema versions that `init` upgrades in place instead of dropping:
+ * 2 → 3 adds `messages.received_at` and fills it from the stored documents
+ * (one pass over every document, in one write transaction: about as long as
+ * reading the `docs` table once; other processes wait up to BUSY_TIMEOUT_MS).
+ */
+const UPGRADE_IN_PLACE = new Set([2]);
 
 /**
  * How long a statement waits for another process's write lock before failing
@@ -169,9 +183,11 @@ function createTablesSql(suffix: string): string {
       has_att INTEGER NOT NULL,
       message_id TEXT NOT NULL,
       thread_id TEXT NOT NULL,
-      fcodes BLOB NOT NULL
+      fcodes BLOB NOT NULL,
+      received_at INTEGER
     );
     CREATE INDEX ${t.messages}_date_${tag} ON ${t.messages}(date, id);
+    ${receivedAtIndexSql(t.messages, tag)}
     CREATE INDEX ${t.messages}_thread_${tag} ON ${t.messages}(thread_id, date, id);
     CREATE INDEX ${t.messages}_msgid_${tag} ON ${t.messages}(message_id);
     CREATE TABLE ${t.docs} (mid INTEGER PRIMARY KEY, doc TEXT NOT NULL);
@@ -205,6 +221,15 @@ function createTablesSql(suffix: string): string {
       content='', contentless_delete=1, tokenize='ascii'
     );
   `;
+}
+
+/**
+ * The index behind ingest statistics: each bucket is a range count over it
+ * that never reads the table (size is in the index). Cost: one more B-tree
+ * insert per message, mostly at the right edge (receive times grow).
+ */
+function receivedAtIndexSql(messages: string, tag: string): string {
+  return `CREATE INDEX ${messages}_received_${tag} ON ${messages}(received_at, size);`;
 }
 
 function dropTablesSql(suffix: string): string {
@@ -271,6 +296,8 @@ interface FacetValues {
 interface DocRow {
   id: string;
   date: number;
+  /** Whole epoch ms, or null when the document has no usable receive time. */
+  receivedAt: number | null;
   size: number;
   hasAtt: number;
   facets: FacetValues;
@@ -362,6 +389,7 @@ function toRow(doc: IndexedMessage): DocRow {
   return {
     id: doc.id,
     date: Math.trunc(doc.date),
+    receivedAt: indexedReceivedAt(doc) ?? null,
     size: Number.isFinite(doc.size) ? Math.trunc(doc.size) : 0,
     hasAtt: doc.hasAttachments ? 1 : 0,
     facets: facetValuesOf(doc, people),
@@ -447,7 +475,7 @@ class TableWriter {
     return {
       findMid: db.prepare<[string], { mid: number }>(`SELECT mid FROM ${t.messages} WHERE id = ?`),
       insMessage: db.prepare(
-        `INSERT INTO ${t.messages} (mid, id, date, size, has_att, message_id, thread_id, fcodes) VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO ${t.messages} (mid, id, date, size, has_att, message_id, thread_id, fcodes, received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ),
       getCode: db.prepare<[number, string], { code: number }>(`SELECT code FROM ${t.facetValues} WHERE kind = ? AND value = ?`),
       insCode: db.prepare(`INSERT INTO ${t.facetValues} (kind, value) VALUES (?, ?)`),
@@ -490,7 +518,7 @@ class TableWriter {
     codes.push(this.code(FACET_KIND.year, row.facets.year));
     const fcodes = Buffer.alloc(codes.length * 4);
     codes.forEach((c, i) => fcodes.writeInt32LE(c, i * 4));
-    const info = s.insMessage.run(old ?? null, row.id, row.date, row.size, row.hasAtt, row.messageId, row.threadId, fcodes);
+    const info = s.insMessage.run(old ?? null, row.id, row.date, row.size, row.hasAtt, row.messageId, row.threadId, fcodes, row.receivedAt);
     const mid = old ?? Number(info.lastInsertRowid);
     s.insDoc.run(mid, row.json);
     s.insText.run(mid, row.subject, row.body, row.attNames, row.attText);
@@ -714,7 +742,8 @@ export class SqliteMessageIndex implements MessageIndex {
       }
       const created: string[] = [];
       const dropped: string[] = [];
-      if (stored !== SCHEMA_VERSION) {
+      const inPlace = stored !== SCHEMA_VERSION && UPGRADE_IN_PLACE.has(stored);
+      if (stored !== SCHEMA_VERSION && !inPlace) {
         // The file holds nothing but this index: drop every table of the old layout, whatever its name
         // (virtual tables first, which drops their shadow tables with them).
         const tables = db.prepare("SELECT name, sql FROM sqlite_master WHERE type = 'table' AND name <> 'meta' AND name NOT LIKE 'sqlite_%'").all() as {
@@ -745,16 +774,24 @@ export class SqliteMessageIndex implements MessageIndex {
         db.exec(createTablesSql(LIVE));
         created.push(...Object.values(this.t));
       }
+      // Generations of an older layout kept in place (UPGRADE_IN_PLACE, or a rebuild's tables): add what they lack.
+      const upgraded: Record<string, number> = {};
+      for (const suffix of [LIVE, NEXT]) {
+        const filled = this.addReceivedAt(suffix);
+        if (filled !== undefined) upgraded[tableNames(suffix).messages] = filled;
+      }
       this.setMeta('schema_version', String(SCHEMA_VERSION));
       if (stored === 0 && !hadMeta) {
         this.log.info({ file: this.file, schemaVersion: SCHEMA_VERSION, created }, 'index schema created');
+      } else if (inPlace) {
+        this.log.warn({ file: this.file, from: stored, to: SCHEMA_VERSION, upgraded, dropped, created }, 'index schema upgraded in place (no reindex needed)');
       } else if (stored !== SCHEMA_VERSION) {
         this.log.warn(
           { file: this.file, from: stored, to: SCHEMA_VERSION, dropped, created },
           'index schema changed: the index is now empty; run `archive reindex` to rebuild it from the store',
         );
-      } else if (created.length > 0 || dropped.length > 0) {
-        this.log.warn({ file: this.file, schemaVersion: SCHEMA_VERSION, dropped, created }, 'index schema repaired');
+      } else if (created.length > 0 || dropped.length > 0 || Object.keys(upgraded).length > 0) {
+        this.log.warn({ file: this.file, schemaVersion: SCHEMA_VERSION, dropped, created, upgraded }, 'index schema repaired');
       } else {
         this.log.debug({ file: this.file, schemaVersion: SCHEMA_VERSION }, 'index schema up to date');
       }
@@ -766,6 +803,32 @@ export class SqliteMessageIndex implements MessageIndex {
         );
       }
     }).immediate();
+  }
+
+  /**
+   * Schema 2 → 3, for one generation: adds `received_at` to its messages
+   * table when it lacks it, filled from each stored document's `receivedAt`
+   * (as `toRow` computes it: whole ms, NULL when absent), and its index.
+   * Returns how many rows it filled, or undefined when there was nothing to do.
+   * Call inside the migration's write transaction.
+   */
+  private addReceivedAt(suffix: string): number | undefined {
+    const t = tableNames(suffix);
+    if (!this.tableExists(t.messages) || !this.tableExists(t.docs)) return undefined;
+    const columns = this.db.prepare(`PRAGMA table_info(${t.messages})`).all() as { name: string }[];
+    if (columns.some((c) => c.name === 'received_at')) return undefined;
+    this.db.exec(`ALTER TABLE ${t.messages} ADD COLUMN received_at INTEGER`);
+    // Numbers a Date can hold only, cut to whole ms (CAST truncates toward zero, like Math.trunc): see indexedReceivedAt.
+    const filled = this.db
+      .prepare(
+        `UPDATE ${t.messages} SET received_at = (
+           SELECT CASE WHEN json_type(d.doc, '$.receivedAt') IN ('integer', 'real') AND abs(json_extract(d.doc, '$.receivedAt')) <= 8.64e15
+                       THEN CAST(json_extract(d.doc, '$.receivedAt') AS INTEGER) END
+           FROM ${t.docs} d WHERE d.mid = ${t.messages}.mid)`,
+      )
+      .run().changes;
+    this.db.exec(receivedAtIndexSql(t.messages, randomBytes(4).toString('hex')));
+    return filled;
   }
 
   /**
@@ -814,8 +877,31 @@ export class SqliteMessageIndex implements MessageIndex {
     return out;
   }
 
+  /** Nothing to do: a committed SQLite transaction is visible to every later read. */
+  async refresh(): Promise<void> {}
+
   async count(): Promise<number> {
     return (this.stmt(`SELECT count(*) AS n FROM ${this.t.messages}`).get() as { n: number }).n;
+  }
+
+  /**
+   * One count and sum per bucket, each a range scan of the (received_at,
+   * size) index that never reads the table, all in one read transaction so
+   * the buckets are one snapshot. Cost: O(buckets · log n + messages in range).
+   */
+  async ingestHistogram(req: IngestHistogramRequest): Promise<IngestHistogram> {
+    const starts = bucketStarts(req);
+    return this.db
+      .transaction((): IngestHistogram => {
+        const range = this.stmt(`SELECT count(*) AS n, coalesce(sum(size), 0) AS bytes FROM ${this.t.messages} WHERE received_at >= ? AND received_at < ?`);
+        const buckets = starts.map((start, i) => {
+          const r = range.get(start, i + 1 < starts.length ? starts[i + 1] : req.to) as { n: number; bytes: number };
+          return { start, messages: r.n, bytes: r.bytes };
+        });
+        const undated = this.stmt(`SELECT count(*) FROM ${this.t.messages} WHERE received_at IS NULL`).pluck().get() as number;
+        return { interval: req.interval, from: req.from, to: req.to, buckets, undated };
+      })
+      .deferred();
   }
 
   async get(id: string, scope?: Scope | null): Promise<IndexedMessage | undefined> {

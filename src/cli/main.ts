@@ -13,6 +13,7 @@ import type { Actor } from '../auth/types.js';
 import { startArchive } from '../main.js';
 import { createServices } from '../services.js';
 import { importPaths, reindexFromStore, INDEX_JOB, type ImportSummary } from '../../ingest/index.js';
+import type { IndexedMessage } from '../domain/indexed-message.js';
 import { checkFixity } from '../integrity/fixity-check.js';
 import { collectStats } from './stats.js';
 import { ProgressLine } from './progress.js';
@@ -27,7 +28,8 @@ Commands:
   config                Print the effective configuration (secrets redacted)
   import <path>...      Import .eml files, directories of them and MBOX files
                         (--no-index: store only; the server indexes them later)
-  reindex               Rebuild the search index from the object store alone
+  reindex               Rebuild the search index from the object store alone,
+                        re-applying retention policies and legal holds
   jobs [failed|retry <id>]  Job counts, failed jobs, retry a failed job
   stats [--json]        Message, envelope and byte counts
   verify [--json]       Re-hash every stored object; exit 1 on any mismatch
@@ -115,10 +117,13 @@ const commands: Record<string, Command> = {
     const services = await createServices(config, log);
     const progress = new ProgressLine(process.stderr);
     try {
-      const report = await reindexFromStore(services.store, services.index, log, (n) => progress.update(`reindexed ${n}`), services.parsePool);
+      // Every rebuilt document goes through the retention engine as at ingest: a message whose
+      // retention record was lost gets its retain-until and holds back (idempotent, never shortens).
+      const applyRetention = (docs: IndexedMessage[]) => services.retention.applyToDocuments(docs);
+      const report = await reindexFromStore(services.store, services.index, log, (n) => progress.update(`reindexed ${n}`), services.parsePool, applyRetention);
       progress.done();
       if (values.json) console.log(JSON.stringify(report, null, 2));
-      else console.log(`reindexed ${report.messages} messages (${report.parseErrors} with parse errors) in ${report.seconds.toFixed(1)} s; the new index is live`);
+      else console.log(`reindexed ${report.messages} messages (${report.parseErrors} with parse errors) and re-applied retention policies and legal holds to them in ${report.seconds.toFixed(1)} s; the new index is live`);
       return 0;
     } catch (err) {
       progress.done();

@@ -15,6 +15,7 @@ import { errorHandler } from './error-handler.js';
 import { healthRouter } from './health.routes.js';
 import { searchRouter } from './search.routes.js';
 import { jobsRouter } from './jobs.routes.js';
+import { ingestStatsRouter } from './ingest-stats.routes.js';
 import { authRouter } from './auth.routes.js';
 import { usersRouter } from './users.routes.js';
 import { auditRouter } from './audit.routes.js';
@@ -81,6 +82,7 @@ export function createHttpApp(services: Services): Express & { registry: RouteRe
   app.use(authRouter(services, registry));
   app.use(searchRouter(services, registry));
   app.use(jobsRouter(services, registry));
+  app.use(ingestStatsRouter(services, registry));
   app.use(usersRouter(services, registry));
   app.use(auditRouter(services, registry));
   app.use(exportsRouter(services, registry));

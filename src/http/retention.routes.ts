@@ -189,7 +189,7 @@ export function retentionRouter(s: Services, registry: RouteRegistry): Router {
   });
   registry.add(
     r,
-    { method: 'post', path: '/api/holds/:id/release', tag: 'holds', summary: 'Release a hold (a reason is required); flags are cleared only where no other hold covers', params: idParam, body: z.object({ reason: z.string().trim().min(1).max(2000) }), responses: { 200: '`{released, stillHeld}`' }, access: OFFICER, audit: { action: 'retention.hold.release', details: ({ body }) => ({ reason: body.reason }) } },
+    { method: 'post', path: '/api/holds/:id/release', tag: 'holds', summary: 'Release a hold (a reason is required); flags are cleared only where no other hold covers', params: idParam, body: z.object({ reason: z.string().trim().min(1).max(2000) }), responses: { 200: '`{released, stillHeld, pending}`: pending messages (a legal-hold flag the storage would not clear) stay held and are retried by the disposition job' }, access: OFFICER, audit: { action: 'retention.hold.release', details: ({ body }) => ({ reason: body.reason }) } },
     async ({ params, body }, req, res) => {
       res.json(await s.retention.releaseHold(params.id, body.reason, actorOf(req)));
     },

@@ -60,6 +60,27 @@ export interface ListPage<T> {
   nextCursor?: string;
 }
 
+/** Most ids of one `getMany` and items of one `writeMany` (a page of a bulk walk is 500). */
+export const MAX_BATCH = 1000;
+
+/** One write of a `writeMany` batch. */
+export interface CatalogWrite<T> {
+  id: string;
+  data: T;
+  /** `create`: the record must not exist yet; a number: the version the writer read (as `update`). */
+  expectedVersion: number | 'create';
+}
+
+/**
+ * What became of one write of a batch: written (with its new version), or
+ * not written because the record was not as expected: `conflict` (it exists
+ * at another version, or exists at all for a `create`) or `not_found` (an
+ * update of an absent record). Either way: re-read it and retry that item.
+ */
+export type CatalogWriteOutcome =
+  | { id: string; ok: true; version: number }
+  | { id: string; ok: false; reason: 'conflict' | 'not_found' };
+
 export interface CatalogStore {
   readonly driver: string;
 
@@ -83,6 +104,27 @@ export interface CatalogStore {
 
   /** Deletes a record if its current version is `expectedVersion`. */
   delete(collection: string, id: string, expectedVersion: number): Promise<void>;
+
+  /**
+   * The records of many ids at once (the batch form of `get`, for bulk
+   * walks): absent ids are simply missing from the map. Real-time like `get`.
+   * At most {@link MAX_BATCH} ids (ValidationError beyond); duplicates are fine.
+   * Cost: SQLite one read transaction, OpenSearch one `_mget`.
+   */
+  getMany<T>(collection: string, ids: string[]): Promise<Map<string, CatalogRecord<T>>>;
+
+  /**
+   * Many creates and updates at once (the batch form of `create`/`update`),
+   * each with its own optimistic check: an item that is not as expected is
+   * not written and comes back `ok: false`; the others are written (a batch
+   * is not all-or-nothing). Outcomes are in the order of `items`. At most
+   * {@link MAX_BATCH} items, each id at most once (ValidationError otherwise).
+   * Throws only when the store fails as a whole (unavailable); items may then
+   * have been written or not, so re-read before retrying.
+   * Cost: SQLite one transaction (one fsync), OpenSearch one `_mget` of the
+   * updated ids and one `_bulk`.
+   */
+  writeMany<T>(collection: string, items: CatalogWrite<T>[]): Promise<CatalogWriteOutcome[]>;
 
   /** Records of a collection, filtered and paged. Sees every write that resolved before it was called. */
   list<T>(collection: string, opts?: ListOptions): Promise<ListPage<T>>;

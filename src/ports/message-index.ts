@@ -78,14 +78,60 @@ export interface IndexHealth {
   documents?: number;
 }
 
+/** Width of an ingest statistics bucket: a UTC hour, day or calendar month. */
+export type HistogramInterval = 'hour' | 'day' | 'month';
+
+export interface IngestHistogramRequest {
+  interval: HistogramInterval;
+  /** Epoch ms (UTC), inclusive; must be the start of an `interval` bucket. */
+  from: number;
+  /** Epoch ms (UTC), exclusive; must be the start of an `interval` bucket, after `from`. */
+  to: number;
+}
+
+export interface IngestBucket {
+  /** Epoch ms (UTC) where the bucket starts; it ends where the next one starts. */
+  start: number;
+  /** Messages whose `receivedAt` falls in the bucket. */
+  messages: number;
+  /** Sum of their raw sizes (`size`), in bytes. */
+  bytes: number;
+}
+
+export interface IngestHistogram {
+  interval: HistogramInterval;
+  from: number;
+  to: number;
+  /** Every bucket of [from, to), oldest first, empty ones included (zero). */
+  buckets: IngestBucket[];
+  /**
+   * Indexed messages with no receive time in the index, in no bucket: OpenSearch
+   * documents written before the mapping had `receivedAt` (until `archive reindex`).
+   */
+  undated: number;
+}
+
 export interface MessageIndex {
   readonly driver: string;
 
   /** Creates or updates schema/mappings; logs what it changed. Idempotent. */
   init(): Promise<void>;
 
-  /** Inserts or replaces documents by id, as one batch. */
+  /**
+   * Inserts or replaces documents by id, as one batch. Durable on return, and
+   * visible to `get` and `existing` at once; visible to `search` and `thread`
+   * within the engine's refresh interval (OpenSearch: 1 s; SQLite: at once),
+   * or at once after `refresh()`.
+   */
   upsert(docs: IndexedMessage[]): Promise<void>;
+
+  /**
+   * Makes every write that resolved before the call visible to `search`
+   * (OpenSearch forces a refresh; SQLite has nothing to do). For the few
+   * readers that must see the latest writes: applying a new legal hold to
+   * the messages already archived, and tests.
+   */
+  refresh(): Promise<void>;
 
   /** One document, or undefined when absent or outside `scope`. */
   get(id: string, scope?: Scope | null): Promise<IndexedMessage | undefined>;
@@ -103,6 +149,15 @@ export interface MessageIndex {
 
   /** Number of indexed messages. */
   count(): Promise<number>;
+
+  /**
+   * Ingest statistics over the whole archive (no scope): messages and bytes
+   * per `interval` bucket by `receivedAt`, over [from, to) in UTC, every
+   * bucket present. Sees what `search` sees. At most MAX_HISTOGRAM_BUCKETS
+   * (1,000) buckets; a request for more, an unaligned or empty range or an
+   * unknown interval is a ValidationError. Both adapters give identical buckets.
+   */
+  ingestHistogram(req: IngestHistogramRequest): Promise<IngestHistogram>;
 
   /** Starts building a fresh index beside the live one (`archive reindex`). */
   beginRebuild(): Promise<IndexRebuild>;

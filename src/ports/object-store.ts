@@ -41,6 +41,14 @@ export interface ObjectRetention {
   retainUntil: Date;
 }
 
+/** What a batch lock change (`setLegalHolds`, `extendRetentions`) did. */
+export interface LockBatchResult {
+  /** Messages whose lock state was written (the others already were as asked, or are missing). */
+  changed: number;
+  /** Listed messages that are not in the store: nothing was set for them. */
+  missing: Sha256[];
+}
+
 export interface DeleteResult {
   /** False when the message was already absent. */
   deleted: boolean;
@@ -114,6 +122,26 @@ export interface ObjectStore {
    * when the message is absent, StorageUnavailableError when it cannot be set.
    */
   setLegalHold(sha256: Sha256, on: boolean): Promise<void>;
+
+  /**
+   * The batch form of `setLegalHold`, for applying a hold to many messages:
+   * when it resolves, every listed message that exists is in the requested
+   * state on stable storage. Absent messages are not an error: they come
+   * back in `missing`. Idempotent (a message already in that state costs a
+   * read, no write). Throws StorageUnavailableError when the batch cannot be
+   * recorded; some messages may then be set and some not, and a retry of
+   * the whole batch is safe. fs: one transaction (one fsync) per batch; S3:
+   * no batch API, one PutObjectLegalHold per message not already in that
+   * state, a bounded number in flight.
+   */
+  setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult>;
+
+  /**
+   * The batch form of `extendRetention`: each message's retain-until moves to
+   * its `until` when that is later, and is never shortened. Absent messages
+   * come back in `missing`. Failure and cost as `setLegalHolds`.
+   */
+  extendRetentions(items: { sha256: Sha256; until: Date }[]): Promise<LockBatchResult>;
 
   /**
    * Whether a message is under a legal hold. Never a guessed false: when the

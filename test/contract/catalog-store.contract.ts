@@ -5,7 +5,7 @@
  */
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { CatalogConflictError, NotFoundError, ValidationError } from '../../src/errors.js';
-import type { CatalogRecord, CatalogStore } from '../../src/ports/catalog-store.js';
+import { MAX_BATCH, type CatalogRecord, type CatalogStore } from '../../src/ports/catalog-store.js';
 
 export interface CatalogFixture {
   store: CatalogStore;
@@ -132,6 +132,107 @@ export function catalogStoreContract(name: string, makeStore: () => Promise<Cata
       if (results[2].status === 'fulfilled') expect(after!.data.name).toBe('saved');
       else expect(after).toBeUndefined();
     });
+
+    it('getMany: the records of the ids that exist, with their versions; absent ids are missing', async () => {
+      expect((await store.getMany('things', [])).size).toBe(0);
+      expect((await store.getMany('never_written', ['a'])).size).toBe(0);
+      await store.create<Item>('things', 'a', { name: 'A' });
+      await store.create<Item>('things', 'b', { name: 'B' });
+      await store.update<Item>('things', 'b', { name: 'B2' }, 1);
+      await store.create<Item>('other_things', 'c', { name: 'elsewhere' });
+      const got = await store.getMany<Item>('things', ['b', 'zz', 'a', 'c', 'a']);
+      expect([...got.keys()].sort()).toEqual(['a', 'b']);
+      expect(got.get('a')).toEqual({ id: 'a', version: 1, data: { name: 'A' } });
+      expect(got.get('b')).toEqual({ id: 'b', version: 2, data: { name: 'B2' } });
+      await expect(store.getMany('things', Array.from({ length: MAX_BATCH + 1 }, (_, i) => `k${i}`))).rejects.toBeInstanceOf(ValidationError);
+    });
+
+    it('writeMany: a mixed batch writes what is as expected and reports the rest, in order', async () => {
+      await store.create<Item>('things', 'exists', { name: 'first' });
+      await store.create<Item>('things', 'current', { name: 'v1' });
+      await store.create<Item>('things', 'stale', { name: 'v1' });
+      await store.update<Item>('things', 'stale', { name: 'v2' }, 1);
+      const out = await store.writeMany<Item>('things', [
+        { id: 'new', data: { name: 'created' }, expectedVersion: 'create' },
+        { id: 'exists', data: { name: 'second' }, expectedVersion: 'create' },
+        { id: 'current', data: { name: 'v2' }, expectedVersion: 1 },
+        { id: 'stale', data: { name: 'lost' }, expectedVersion: 1 },
+        { id: 'absent', data: { name: 'nowhere' }, expectedVersion: 3 },
+      ]);
+      expect(out).toEqual([
+        { id: 'new', ok: true, version: 1 },
+        { id: 'exists', ok: false, reason: 'conflict' },
+        { id: 'current', ok: true, version: 2 },
+        { id: 'stale', ok: false, reason: 'conflict' },
+        { id: 'absent', ok: false, reason: 'not_found' },
+      ]);
+      const after = await store.getMany<Item>('things', ['new', 'exists', 'current', 'stale', 'absent']);
+      expect(after.get('new')).toEqual({ id: 'new', version: 1, data: { name: 'created' } });
+      expect(after.get('exists')).toEqual({ id: 'exists', version: 1, data: { name: 'first' } });
+      expect(after.get('current')).toEqual({ id: 'current', version: 2, data: { name: 'v2' } });
+      expect(after.get('stale')).toEqual({ id: 'stale', version: 2, data: { name: 'v2' } });
+      expect(after.has('absent')).toBe(false);
+      // The written versions are the ones single-record calls continue from.
+      expect((await store.update<Item>('things', 'current', { name: 'v3' }, 2)).version).toBe(3);
+      await expect(store.update('things', 'new', { name: 'x' }, 2)).rejects.toBeInstanceOf(CatalogConflictError);
+      // And list sees every write of a resolved batch.
+      expect((await store.list('things', { where: { name: 'created' } })).records.map((r) => r.id)).toEqual(['new']);
+      expect(await store.writeMany('things', [])).toEqual([]);
+    });
+
+    it('writeMany: creating existing ids and updating from stale versions write nothing of those items', async () => {
+      const ids = Array.from({ length: 20 }, (_, i) => `r${String(i).padStart(2, '0')}`);
+      const created = await store.writeMany<{ count: number }>('counters', ids.map((id) => ({ id, data: { count: 0 }, expectedVersion: 'create' as const })));
+      expect(created.every((o) => o.ok && o.version === 1)).toBe(true);
+      // Every second record moves on behind the batch writer's back.
+      for (const id of ids.filter((_, i) => i % 2)) await store.update('counters', id, { count: 100 }, 1);
+      const again = await store.writeMany<{ count: number }>('counters', ids.map((id) => ({ id, data: { count: -1 }, expectedVersion: 'create' as const })));
+      expect(again.every((o) => !o.ok && o.reason === 'conflict')).toBe(true);
+      const bumped = await store.writeMany<{ count: number }>('counters', ids.map((id) => ({ id, data: { count: 1 }, expectedVersion: 1 })));
+      expect(bumped.map((o) => o.ok)).toEqual(ids.map((_, i) => i % 2 === 0));
+      const now = await store.getMany<{ count: number }>('counters', ids);
+      ids.forEach((id, i) => expect(now.get(id)).toEqual({ id, version: 2, data: { count: i % 2 ? 100 : 1 } }));
+    });
+
+    it('writeMany: concurrent batches over the same records: each record is won by exactly one writer', async () => {
+      const ids = Array.from({ length: 30 }, (_, i) => `c${i}`);
+      await store.writeMany('counters', ids.map((id) => ({ id, data: { count: 0 }, expectedVersion: 'create' as const })));
+      const writers = 4;
+      const results = await Promise.all(
+        Array.from({ length: writers }, (_, w) => store.writeMany('counters', ids.map((id) => ({ id, data: { count: w + 1 }, expectedVersion: 1 })))),
+      );
+      const final = await store.getMany<{ count: number }>('counters', ids);
+      ids.forEach((id, k) => {
+        const winners = results.map((r, w) => (r[k].ok ? w : -1)).filter((w) => w >= 0);
+        expect(winners).toHaveLength(1);
+        for (const r of results) if (!r[k].ok) expect(r[k]).toEqual({ id, ok: false, reason: 'conflict' });
+        expect(final.get(id)).toEqual({ id, version: 2, data: { count: winners[0] + 1 } });
+      });
+    });
+
+    it('writeMany checks its batch: ids once each, a bounded size, versions or create', async () => {
+      await expect(store.writeMany('things', [
+        { id: 'a', data: {}, expectedVersion: 'create' },
+        { id: 'a', data: {}, expectedVersion: 'create' },
+      ])).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.writeMany('things', Array.from({ length: MAX_BATCH + 1 }, (_, i) => ({ id: `k${i}`, data: {}, expectedVersion: 'create' as const })))).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.writeMany('things', [{ id: 'a', data: {}, expectedVersion: 0 }])).rejects.toBeInstanceOf(ValidationError);
+      await expect(store.writeMany('Bad-Name', [{ id: 'a', data: {}, expectedVersion: 'create' }])).rejects.toBeInstanceOf(ValidationError);
+      // Nothing of a refused batch was written.
+      expect(await store.get('things', 'a')).toBeUndefined();
+    });
+
+    it('writeMany of a full batch: creates, then updates, of MAX_BATCH records', async () => {
+      const ids = Array.from({ length: MAX_BATCH }, (_, i) => `m${String(i).padStart(4, '0')}`);
+      const c = await store.writeMany<Item>('many', ids.map((id) => ({ id, data: { name: id, n: 0 }, expectedVersion: 'create' as const })));
+      expect(c.filter((o) => o.ok)).toHaveLength(MAX_BATCH);
+      const u = await store.writeMany<Item>('many', ids.map((id) => ({ id, data: { name: id, n: 1 }, expectedVersion: 1 })));
+      expect(u.filter((o) => o.ok && o.version === 2)).toHaveLength(MAX_BATCH);
+      const got = await store.getMany<Item>('many', ids);
+      expect(got.size).toBe(MAX_BATCH);
+      for (const id of ids) expect(got.get(id)!.data.n).toBe(1);
+      expect((await store.list('many', { where: { n: 1 }, limit: MAX_BATCH })).records).toHaveLength(MAX_BATCH);
+    }, 60_000);
 
     it('list: strict equality filters on strings, numbers and booleans', async () => {
       await store.create<Item>('items', 'a', { name: 'a', n: 1, flag: true, group: 'g1' });

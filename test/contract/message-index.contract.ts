@@ -4,9 +4,10 @@
  * searches: the same ids in the same order, the same totals and the same
  * facet counts. The semantics are search/MATCHING.md.
  *
- * Nothing here knows which adapter it drives. After `upsert` (or `delete`,
- * or a rebuild's `commit`) the next search must see the change: an adapter
- * that needs a refresh does it itself.
+ * Nothing here knows which adapter it drives. After `delete` or a rebuild's
+ * `commit` the next search must see the change. After `upsert`, `existing`
+ * sees it at once; `get`, searches and `count` once `refresh()` resolved: the
+ * suite refreshes after each upsert it reads back.
  *
  * The expected ids of every case were worked out by hand from the fixture
  * table in test/fixtures/index-docs.ts.
@@ -14,10 +15,10 @@
 import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
 import type { IndexedMessage } from '../../src/domain/indexed-message.js';
 import { ValidationError } from '../../src/errors.js';
-import type { MessageIndex, Scope, SearchPage, SearchRequest, SortField } from '../../src/ports/message-index.js';
+import type { IngestHistogramRequest, MessageIndex, Scope, SearchPage, SearchRequest, SortField } from '../../src/ports/message-index.js';
 import type { QueryNode } from '../../search/query-ast.js';
 import { parseQuery } from '../../search/query-parser.js';
-import { ALL_DESC, DOC, INDEX_DOCS, KEY_OF, allExcept } from '../fixtures/index-docs.js';
+import { ALL_DESC, DOC, INDEX_DOCS, KEY_OF, allExcept, makeDoc } from '../fixtures/index-docs.js';
 
 export interface IndexFixture {
   index: MessageIndex;
@@ -300,6 +301,126 @@ async function collect(index: MessageIndex, base: SearchRequest): Promise<{ keys
   return { keys, pages, totals };
 }
 
+
+// ---------------------------------------------------------------- ingest statistics
+
+const T = (iso: string): number => Date.parse(iso);
+
+/**
+ * Documents for ingest statistics: what counts is `receivedAt` and `size`.
+ * Every `date` is the same day in 2019, far from every receive time, so a
+ * histogram by the wrong field puts them all in one bucket.
+ */
+function ingestDoc(n: number, key: string, receivedAt: number, size: number): IndexedMessage {
+  return { ...makeDoc({ n, key, date: '2019-06-01T12:00:00.000Z', subject: `Ingest ${key}`, size }), receivedAt };
+}
+
+export const INGEST_DOCS = {
+  feb28Last: ingestDoc(0xa1, 'ing_feb28_last', T('2024-02-28T23:59:59.999Z'), 100),
+  feb29Midnight: ingestDoc(0xa2, 'ing_feb29_midnight', T('2024-02-29T00:00:00.000Z'), 200),
+  feb29Noon: ingestDoc(0xa3, 'ing_feb29_noon', T('2024-02-29T13:30:00.000Z'), 300),
+  mar1Midnight: ingestDoc(0xa4, 'ing_mar1_midnight', T('2024-03-01T00:00:00.000Z'), 400),
+  mar2: ingestDoc(0xa5, 'ing_mar2', T('2024-03-02T10:00:00.000Z'), 1000),
+  mar4: ingestDoc(0xa6, 'ing_mar4', T('2024-03-04T00:00:00.001Z'), 5),
+  epoch: ingestDoc(0xa7, 'ing_epoch', 0, 7),
+  // No receive time at all (as an OpenSearch v1 document): in no bucket, counted as undated.
+  undated: ingestDoc(0xa8, 'ing_undated', Number.NaN, 9),
+};
+
+/** One histogram case: the request (ISO bounds) and the expected buckets as [start, messages, bytes]. */
+export interface HistogramCase {
+  name: string;
+  interval: IngestHistogramRequest['interval'];
+  from: string;
+  to: string;
+  expect: [string, number, number][];
+}
+
+export const HISTOGRAM_CASES: HistogramCase[] = [
+  {
+    name: 'by day: a message at 23:59:59.999 and one at midnight fall on either side; an empty day in between is zero',
+    interval: 'day',
+    from: '2024-02-28T00:00:00.000Z',
+    to: '2024-03-05T00:00:00.000Z',
+    expect: [
+      ['2024-02-28T00:00:00.000Z', 1, 100],
+      ['2024-02-29T00:00:00.000Z', 2, 500],
+      ['2024-03-01T00:00:00.000Z', 1, 400],
+      ['2024-03-02T00:00:00.000Z', 1, 1000],
+      ['2024-03-03T00:00:00.000Z', 0, 0],
+      ['2024-03-04T00:00:00.000Z', 1, 5],
+    ],
+  },
+  {
+    name: 'by hour across midnight, with empty hours at both ends',
+    interval: 'hour',
+    from: '2024-02-28T22:00:00.000Z',
+    to: '2024-02-29T02:00:00.000Z',
+    expect: [
+      ['2024-02-28T22:00:00.000Z', 0, 0],
+      ['2024-02-28T23:00:00.000Z', 1, 100],
+      ['2024-02-29T00:00:00.000Z', 1, 200],
+      ['2024-02-29T01:00:00.000Z', 0, 0],
+    ],
+  },
+  {
+    name: 'by calendar month (a leap February), empty months included',
+    interval: 'month',
+    from: '2024-01-01T00:00:00.000Z',
+    to: '2024-05-01T00:00:00.000Z',
+    expect: [
+      ['2024-01-01T00:00:00.000Z', 0, 0],
+      ['2024-02-01T00:00:00.000Z', 3, 600],
+      ['2024-03-01T00:00:00.000Z', 3, 1405],
+      ['2024-04-01T00:00:00.000Z', 0, 0],
+    ],
+  },
+  {
+    name: 'from is inclusive and to exclusive, both at midnight',
+    interval: 'day',
+    from: '2024-02-29T00:00:00.000Z',
+    to: '2024-03-01T00:00:00.000Z',
+    expect: [['2024-02-29T00:00:00.000Z', 2, 500]],
+  },
+  {
+    name: 'around the epoch, from before it',
+    interval: 'day',
+    from: '1969-12-31T00:00:00.000Z',
+    to: '1970-01-02T00:00:00.000Z',
+    expect: [
+      ['1969-12-31T00:00:00.000Z', 0, 0],
+      ['1970-01-01T00:00:00.000Z', 1, 7],
+    ],
+  },
+  {
+    name: 'a range with nothing in it: every bucket zero',
+    interval: 'day',
+    from: '2000-01-01T00:00:00.000Z',
+    to: '2000-01-04T00:00:00.000Z',
+    expect: [
+      ['2000-01-01T00:00:00.000Z', 0, 0],
+      ['2000-01-02T00:00:00.000Z', 0, 0],
+      ['2000-01-03T00:00:00.000Z', 0, 0],
+    ],
+  },
+];
+
+/** Requests every adapter refuses with a ValidationError (400). */
+export const BAD_HISTOGRAM_REQUESTS: { name: string; req: IngestHistogramRequest }[] = [
+  { name: 'from in the middle of an hour', req: { interval: 'hour', from: T('2024-02-29T00:30:00Z'), to: T('2024-02-29T02:00:00Z') } },
+  { name: 'a day bucket from 01:00', req: { interval: 'day', from: T('2024-02-29T01:00:00Z'), to: T('2024-03-02T00:00:00Z') } },
+  { name: 'to in the middle of a day', req: { interval: 'day', from: T('2024-02-29T00:00:00Z'), to: T('2024-03-02T12:00:00Z') } },
+  { name: 'a month bucket from the 15th', req: { interval: 'month', from: T('2024-02-15T00:00:00Z'), to: T('2024-04-01T00:00:00Z') } },
+  { name: 'an empty range', req: { interval: 'day', from: T('2024-02-29T00:00:00Z'), to: T('2024-02-29T00:00:00Z') } },
+  { name: 'to before from', req: { interval: 'day', from: T('2024-03-01T00:00:00Z'), to: T('2024-02-01T00:00:00Z') } },
+  { name: '1,001 hourly buckets', req: { interval: 'hour', from: T('2024-02-01T00:00:00Z'), to: T('2024-02-01T00:00:00Z') + 1001 * 3_600_000 } },
+  { name: '1,001 monthly buckets', req: { interval: 'month', from: T('1900-01-01T00:00:00Z'), to: T('1983-06-01T00:00:00Z') } },
+  { name: 'an unknown interval', req: { interval: 'week' as 'day', from: T('2024-02-26T00:00:00Z'), to: T('2024-03-04T00:00:00Z') } },
+  { name: 'a fractional time', req: { interval: 'hour', from: 1.5, to: 3_600_000 } },
+];
+
+const asBuckets = (c: HistogramCase) => c.expect.map(([start, messages, bytes]) => ({ start: T(start), messages, bytes }));
+
 export function messageIndexContract(name: string, make: () => Promise<IndexFixture>): void {
   describe(`MessageIndex contract: ${name}`, () => {
     describe('searching the fixture documents', () => {
@@ -309,6 +430,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         fx = await make();
         index = fx.index;
         await index.upsert([...INDEX_DOCS]);
+        await index.refresh();
       });
       afterAll(async () => {
         await fx?.cleanup();
@@ -570,6 +692,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
       it('init is idempotent and health reports the documents', async () => {
         await index.init();
         await index.upsert([DOC.budget1, DOC.budget2]);
+        await index.refresh();
         await index.init();
         const health = await index.health();
         expect(health.ok).toBe(true);
@@ -579,8 +702,10 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
 
       it('upsert of an existing id replaces the document everywhere', async () => {
         await index.upsert([DOC.budget1, DOC.budget2, DOC.budget3]);
+        await index.refresh();
         const changed: IndexedMessage = { ...DOC.budget1, subject: 'Totally different', from: [{ address: 'frank@contoso.com', name: 'Frank Castle' }], size: 999 };
         await index.upsert([changed]);
+        await index.refresh();
         expect(await index.count()).toBe(3);
         expect(await keys('budget')).toEqual(['budget3', 'budget2', 'budget1']); // still in the body
         expect(await keys('subject:budget')).toEqual(['budget3', 'budget2']);
@@ -600,6 +725,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
 
       it('one batch may contain the same id twice: the last one wins', async () => {
         await index.upsert([DOC.leap, { ...DOC.leap, subject: 'Second version' }]);
+        await index.refresh();
         expect(await index.count()).toBe(1);
         expect(await keys('second')).toEqual(['leap']);
         expect(await keys('subject:leap')).toEqual([]);
@@ -607,6 +733,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
 
       it('delete removes documents; absent ids are ignored', async () => {
         await index.upsert([DOC.budget1, DOC.budget2, DOC.budget3, DOC.leap]);
+        await index.refresh();
         await index.delete([DOC.budget1.id, 'f'.repeat(64)]);
         await index.delete([]);
         expect(await index.count()).toBe(3);
@@ -623,13 +750,25 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         ]);
         // Deleted then indexed again (e.g. a restore): searchable again.
         await index.upsert([DOC.budget1]);
+        await index.refresh();
         expect(await keys('review')).toEqual(['budget1']);
+      });
+
+      it('existing() sees an upsert at once; get() and search see it after refresh()', async () => {
+        await index.upsert([DOC.budget1, DOC.leap]);
+        expect(await index.existing([DOC.budget1.id, DOC.leap.id])).toEqual(new Set([DOC.budget1.id, DOC.leap.id]));
+        await index.refresh();
+        expect(await index.get(DOC.leap.id)).toEqual(DOC.leap);
+        expect(await keys('leap')).toEqual(['leap']);
+        expect((await index.search(req(ALL))).total).toBe(2);
+        await index.refresh(); // nothing pending: still fine
       });
 
       it('existing() and count()', async () => {
         expect(await index.count()).toBe(0);
         expect(await index.existing([DOC.budget1.id])).toEqual(new Set());
         await index.upsert([DOC.budget1, DOC.leap]);
+        await index.refresh();
         expect(await index.count()).toBe(2);
         expect(await index.existing([DOC.budget1.id, DOC.budget2.id, DOC.leap.id, 'nope'])).toEqual(new Set([DOC.budget1.id, DOC.leap.id]));
         expect(await index.existing([])).toEqual(new Set());
@@ -643,6 +782,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
 
       it('rebuild: the old index serves during the build, the new one after commit', async () => {
         await index.upsert([DOC.budget1, DOC.budget2]);
+        await index.refresh();
         const rebuild = await index.beginRebuild();
         await rebuild.upsert([DOC.budget3, DOC.leap]);
         await rebuild.upsert([DOC.mar1]);
@@ -657,11 +797,13 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(await index.existing([DOC.budget1.id, DOC.budget3.id])).toEqual(new Set([DOC.budget3.id]));
         // The rebuilt index takes writes like any other.
         await index.upsert([DOC.budget1]);
+        await index.refresh();
         expect(await keys('budget')).toEqual(['budget3', 'budget1']);
       });
 
       it('rebuild: abort leaves the live index untouched, and a later rebuild works', async () => {
         await index.upsert([DOC.budget1, DOC.budget2]);
+        await index.refresh();
         const first = await index.beginRebuild();
         await first.upsert([DOC.leap]);
         await first.abort();
@@ -676,10 +818,92 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
 
       it('rebuild to an empty index', async () => {
         await index.upsert([DOC.budget1]);
+        await index.refresh();
         const rebuild = await index.beginRebuild();
         await rebuild.commit();
         expect(await index.count()).toBe(0);
         expect(await keys('')).toEqual([]);
+      });
+    });
+
+    describe('ingest statistics', () => {
+      let fx: IndexFixture;
+      let index: MessageIndex;
+      const hist = (interval: IngestHistogramRequest['interval'], from: string, to: string) => index.ingestHistogram({ interval, from: T(from), to: T(to) });
+      beforeAll(async () => {
+        fx = await make();
+        index = fx.index;
+        await index.upsert([...Object.values(INGEST_DOCS)]);
+        await index.refresh();
+      });
+      afterAll(async () => {
+        await fx?.cleanup();
+      });
+
+      it.each(HISTOGRAM_CASES)('$name', async (c) => {
+        const h = await hist(c.interval, c.from, c.to);
+        expect(h.buckets).toEqual(asBuckets(c));
+        expect(h).toMatchObject({ interval: c.interval, from: T(c.from), to: T(c.to), undated: 1 });
+      });
+
+      it('exactly 1,000 buckets are allowed', async () => {
+        const from = T('2024-02-01T00:00:00Z');
+        const h = await index.ingestHistogram({ interval: 'hour', from, to: from + 1000 * 3_600_000 });
+        expect(h.buckets).toHaveLength(1000);
+        expect(h.buckets[999].start).toBe(from + 999 * 3_600_000);
+        expect(h.buckets.reduce((n, b) => n + b.messages, 0)).toBe(6);
+        expect(h.buckets.reduce((n, b) => n + b.bytes, 0)).toBe(2005);
+        expect(h.buckets.find((b) => b.start === T('2024-02-29T13:00:00Z'))).toEqual({ start: T('2024-02-29T13:00:00Z'), messages: 1, bytes: 300 });
+      });
+
+      it.each(BAD_HISTOGRAM_REQUESTS)('refuses $name', async ({ req }) => {
+        await expect(index.ingestHistogram(req)).rejects.toBeInstanceOf(ValidationError);
+      });
+    });
+
+    describe('ingest statistics after writes', () => {
+      let fx: IndexFixture;
+      let index: MessageIndex;
+      const days = () => index.ingestHistogram({ interval: 'day', from: T('2024-02-28T00:00:00Z'), to: T('2024-03-03T00:00:00Z') });
+      const messagesPerDay = async () => (await days()).buckets.map((b) => [b.messages, b.bytes]);
+      beforeEach(async () => {
+        fx = await make();
+        index = fx.index;
+      });
+      afterEach(async () => {
+        await fx?.cleanup();
+      });
+
+      it('an empty index: every bucket zero, nothing undated', async () => {
+        const h = await days();
+        expect(h.buckets.map((b) => new Date(b.start).toISOString())).toEqual(['2024-02-28T00:00:00.000Z', '2024-02-29T00:00:00.000Z', '2024-03-01T00:00:00.000Z', '2024-03-02T00:00:00.000Z']);
+        expect(h.buckets.every((b) => b.messages === 0 && b.bytes === 0)).toBe(true);
+        expect(h.undated).toBe(0);
+      });
+
+      it('follows replaces and deletes', async () => {
+        const { feb29Noon, mar2 } = INGEST_DOCS;
+        await index.upsert([feb29Noon, mar2]);
+        await index.refresh();
+        expect(await messagesPerDay()).toEqual([[0, 0], [1, 300], [0, 0], [1, 1000]]);
+        // The same message indexed again with another receive time and size (e.g. reindexed after an earlier envelope turned up).
+        await index.upsert([{ ...feb29Noon, receivedAt: T('2024-02-28T08:00:00Z'), size: 333 }]);
+        await index.refresh();
+        expect(await messagesPerDay()).toEqual([[1, 333], [0, 0], [0, 0], [1, 1000]]);
+        await index.delete([mar2.id]);
+        expect(await messagesPerDay()).toEqual([[1, 333], [0, 0], [0, 0], [0, 0]]);
+      });
+
+      it('a rebuild: the old index counts until commit, the new one after', async () => {
+        await index.upsert([INGEST_DOCS.feb28Last]);
+        await index.refresh();
+        const rebuild = await index.beginRebuild();
+        await rebuild.upsert([INGEST_DOCS.mar1Midnight, INGEST_DOCS.undated]);
+        expect(await messagesPerDay()).toEqual([[1, 100], [0, 0], [0, 0], [0, 0]]);
+        await rebuild.commit();
+        const h = await days();
+        expect(h.buckets.map((b) => [b.messages, b.bytes])).toEqual([[0, 0], [0, 0], [1, 400], [0, 0]]);
+        expect(h.undated).toBe(1);
       });
     });
   });

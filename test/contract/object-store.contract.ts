@@ -327,6 +327,60 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       await expect(store.extendRetention(sha256Hex(`absent ${randomUUID()}`), later)).rejects.toBeInstanceOf(NotFoundError);
     });
 
+    it('setLegalHolds: a batch is held, absent messages are reported, a repeat changes nothing, and it lifts again', async () => {
+      const shas: string[] = [];
+      for (let i = 0; i < 6; i++) {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage(`batch hold ${i}`));
+        await store.putMessage(spool);
+        shas.push(spool.sha256);
+      }
+      await store.setLegalHold(shas[0], true); // already held before the batch
+      const absent = sha256Hex(`absent ${randomUUID()}`);
+      const r = await store.setLegalHolds([...shas, absent, shas[1]], true);
+      expect(r.missing).toEqual([absent]);
+      expect(r.changed).toBe(shas.length - 1);
+      for (const s of shas) expect(await store.getLegalHold(s)).toBe(true);
+      expect(await store.setLegalHolds(shas, true)).toEqual({ changed: 0, missing: [] });
+      await expect(store.deleteMessage(shas[2])).rejects.toBeInstanceOf(RetentionLockedError);
+      expect(await store.setLegalHolds(shas.slice(0, 3), false)).toEqual({ changed: 3, missing: [] });
+      for (const [i, s] of shas.entries()) expect(await store.getLegalHold(s)).toBe(i >= 3);
+      // The single and batch forms see each other's writes.
+      await store.setLegalHold(shas[4], false);
+      expect(await store.setLegalHolds([shas[4], shas[5]], true)).toEqual({ changed: 1, missing: [] });
+      expect(await store.setLegalHolds([], true)).toEqual({ changed: 0, missing: [] });
+    });
+
+    it('extendRetentions: each message moves later, never earlier; a repeated message gets its latest date; absent ones are reported', async () => {
+      const shas: string[] = [];
+      for (let i = 0; i < 4; i++) {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage(`batch retention ${i}`));
+        await store.putMessage(spool);
+        shas.push(spool.sha256);
+      }
+      const untouched = await store.getRetention(shas[3]);
+      const base = Math.max(Date.now(), ...(await Promise.all(shas.map(async (s) => (await store.getRetention(s))?.retainUntil.getTime() ?? 0))));
+      const day = 24 * 3600_000;
+      const at = (days: number) => new Date(base + days * day);
+      await store.extendRetention(shas[0], at(300)); // later than the batch will ask
+      const absent = sha256Hex(`absent ${randomUUID()}`);
+      const r = await store.extendRetentions([
+        { sha256: shas[0], until: at(100) },
+        { sha256: shas[1], until: at(100) },
+        { sha256: shas[2], until: at(50) },
+        { sha256: shas[2], until: at(200) },
+        { sha256: absent, until: at(100) },
+      ]);
+      expect(r).toEqual({ changed: 2, missing: [absent] });
+      const until = async (s: string) => (await store.getRetention(s))!.retainUntil.getTime();
+      expect(Math.abs((await until(shas[0])) - at(300).getTime())).toBeLessThanOrEqual(1_000);
+      expect(Math.abs((await until(shas[1])) - at(100).getTime())).toBeLessThanOrEqual(1_000);
+      expect(Math.abs((await until(shas[2])) - at(200).getTime())).toBeLessThanOrEqual(1_000);
+      expect(await store.extendRetentions([{ sha256: shas[1], until: at(10) }])).toEqual({ changed: 0, missing: [] });
+      expect(Math.abs((await until(shas[1])) - at(100).getTime())).toBeLessThanOrEqual(1_000);
+      await expect(store.deleteMessage(shas[1])).rejects.toBeInstanceOf(RetentionLockedError);
+      expect(await store.getRetention(shas[3])).toEqual(untouched); // not in the batch: untouched
+    });
+
     it('deleteMessage of an absent message deletes nothing and says so', async () => {
       expect((await store.deleteMessage(sha256Hex(`absent ${randomUUID()}`))).deleted).toBe(false);
     });

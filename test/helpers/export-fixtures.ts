@@ -6,6 +6,7 @@
  */
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
+import { waitForIndexed } from './modes.js';
 import type { RunningArchive } from '../../src/main.js';
 
 export interface ExportFixture {
@@ -112,6 +113,7 @@ export function exportFixtures(): ExportFixture[] {
 
 /** Delivers the fixtures through the real ingest pipeline and waits until they are indexed. */
 export async function ingestFixtures(archive: RunningArchive, fixtures: ExportFixture[]): Promise<void> {
-  for (const f of fixtures) await archive.services.pipeline.ingest(Readable.from([f.raw]), { source: 'api' });
-  await archive.services.queue.whenIdle('index-message', 60_000);
+  const ids: string[] = [];
+  for (const f of fixtures) ids.push((await archive.services.pipeline.ingest(Readable.from([f.raw]), { source: 'api' })).sha256);
+  await waitForIndexed(archive.services, ids);
 }

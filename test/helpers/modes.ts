@@ -28,9 +28,11 @@ export async function waitForIndexed(services: Services, ids: string[], timeoutM
   for (;;) {
     const have = await services.index.existing(ids);
     if (have.size === new Set(ids).size) {
-      // existing() may see a document (OpenSearch realtime get) before a
-      // search can; its job completes only once the write is searchable.
+      // existing() sees a document (OpenSearch realtime get) before a search
+      // can, and before its job's after-index retention step has run: wait
+      // for the jobs, then make every write searchable.
       await services.queue.whenIdle(INDEX_JOB, Math.max(1000, end - Date.now()));
+      await services.index.refresh();
       return;
     }
     if (Date.now() > end) throw new Error(`not indexed after ${timeoutMs} ms: ${ids.filter((i) => !have.has(i)).join(', ')}`);

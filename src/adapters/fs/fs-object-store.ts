@@ -5,8 +5,13 @@
  *   objects/ab/cd/<sha256>                 raw message bytes, mode 0444
  *   envelopes/ab/cd/<sha256>.<id>.json     one immutable record per delivery
  *   seals/<name>                           audit-trail seals, mode 0444, written once
- *   locks/ab/cd/<sha256>.<seq>.json        lock state (legal hold, retain-until), one
- *                                          write-once file per change; the highest seq is current
+ *   locks.sqlite                           lock state (legal hold, retain-until): one row
+ *                                          per message, a batch of changes per transaction
+ *                                          (fs-lock-table.ts)
+ *   locks/ab/cd/<sha256>.<seq>.json        lock state as the store first kept it, one
+ *                                          write-once file per change: still read (the
+ *                                          highest seq of file and row is current), no
+ *                                          longer written
  * and `<dataDir>/spool/` for files being written (never taken for a message).
  *
  * A write is: temp file → fsync → link(2) to the final name → fsync the
@@ -19,9 +24,10 @@ import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { spoolFileName, isOwnerAlive } from './spool-names.js';
 import type { Envelope, Sha256 } from '../../domain/types.js';
-import { NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
-import { SEAL_NAME, assertSealName, type DeleteResult, type ObjectRetention, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { AppError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type LockBatchResult, type ObjectRetention, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 import { DirSyncer, fsyncDir } from './dir-syncer.js';
+import { FsLockTable, type FsLock, type LockRow, type LockWrite } from './fs-lock-table.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { assertSha256 } from '../../integrity/sha256.js';
 
@@ -36,10 +42,14 @@ export class FsObjectStore implements ObjectStore {
   private readonly dirs = new DirSyncer();
   /** Shard directories known to exist, so the hot path skips mkdir. */
   private readonly madeDirs = new Set<string>();
+  private readonly locks: FsLockTable;
+  /** Whether `locks/` holds lock files of the first layout; looked at once (nothing writes them any more). */
+  private lockFiles: Promise<boolean> | undefined;
 
   constructor(private readonly root: string, spoolDir: string, opts: { clock?: () => Date } = {}) {
     this.clock = opts.clock ?? (() => new Date());
     this.locksDir = path.join(root, 'locks');
+    this.locks = new FsLockTable(path.join(root, 'locks.sqlite'));
     this.objectsDir = path.join(root, 'objects');
     this.envelopesDir = path.join(root, 'envelopes');
     this.sealsDir = path.join(root, 'seals');
@@ -220,8 +230,9 @@ export class FsObjectStore implements ObjectStore {
 
   // --- retention and legal holds: recorded here, enforced by deleteMessage ---
 
-  /** The current lock record and its sequence number (0 when none was ever written). */
-  private async readLock(sha256: Sha256): Promise<{ seq: number; lock: FsLock }> {
+  /** Lock files of the first layout: the highest seq of a message and its state (seq 0: none). */
+  private async readLockFile(sha256: Sha256): Promise<LockRow> {
+    if (!(await (this.lockFiles ??= readdir(this.locksDir).then((n) => n.length > 0, () => false)))) return { seq: 0, lock: { legalHold: false } };
     const dir = this.shard(this.locksDir, sha256);
     const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return [] as string[];
@@ -236,38 +247,73 @@ export class FsObjectStore implements ObjectStore {
     return { seq, lock: JSON.parse(await readFile(path.join(dir, `${sha256}.${seq}.json`), 'utf8')) as FsLock };
   }
 
-  /**
-   * Read-modify-write of the lock record, as a new write-once file `<seq+1>`:
-   * link(2) refuses an existing name, so of two concurrent writers (server and
-   * CLI) one loses, re-reads and retries; no change is ever lost.
-   */
-  private async changeLock(sha256: Sha256, change: (lock: FsLock) => FsLock | undefined): Promise<boolean> {
-    assertSha256(sha256);
-    if (!(await this.statMessage(sha256))) throw new NotFoundError(`message ${sha256} not found`);
-    for (let attempt = 0; attempt < 20; attempt++) {
-      const { seq, lock } = await this.readLock(sha256);
-      const next = change(lock);
-      if (!next) return false;
-      const tmp = path.join(this.spoolDir, spoolFileName('lock'));
-      try {
-        const fh = await open(tmp, 'wx', 0o444);
-        try {
-          await fh.writeFile(JSON.stringify(next));
-        } finally {
-          await fh.close();
-        }
-        const dir = this.shard(this.locksDir, sha256);
-        if (await this.commitFile(tmp, dir, path.join(dir, `${sha256}.${seq + 1}.json`))) return true;
-      } catch (err) {
-        await unlink(tmp).catch(() => undefined);
-        throw new StorageUnavailableError(`could not record the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
-      }
+  /** The current lock state of a message: its row or its newest lock file, whichever is later; `rowSeq` is what a write must find. */
+  private async currentLock(sha256: Sha256, row: LockRow | undefined): Promise<{ seq: number; rowSeq: number; lock: FsLock }> {
+    const file = await this.readLockFile(sha256);
+    const rowSeq = row?.seq ?? 0;
+    if (file.seq > rowSeq || !row) return { seq: file.seq, rowSeq, lock: file.lock };
+    return { seq: rowSeq, rowSeq, lock: row.lock };
+  }
+
+  private async readLock(sha256: Sha256): Promise<{ seq: number; rowSeq: number; lock: FsLock }> {
+    try {
+      return await this.currentLock(sha256, this.locks.get(sha256));
+    } catch (err) {
+      throw new StorageUnavailableError(`could not read the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
     }
-    throw new StorageUnavailableError(`could not record the lock state of ${sha256}: too many concurrent writers`);
+  }
+
+  /**
+   * Read-modify-write of the lock state of many messages, as one transaction
+   * of the lock table (one fsync for the batch). Each write is conditional on
+   * the row it read, so of two concurrent writers (server and CLI) one loses,
+   * re-reads and retries: no change is ever lost. `change` gives the next
+   * state, or undefined when the current one already is as asked. Messages
+   * absent from the store are reported, not changed.
+   */
+  private async changeLocks(items: { sha256: Sha256; change: (lock: FsLock) => FsLock | undefined }[]): Promise<LockBatchResult> {
+    const changes = new Map<Sha256, ((lock: FsLock) => FsLock | undefined)[]>();
+    for (const { sha256, change } of items) {
+      assertSha256(sha256);
+      changes.set(sha256, [...(changes.get(sha256) ?? []), change]);
+    }
+    const missing: Sha256[] = [];
+    let todo: Sha256[] = [];
+    let changed = 0;
+    try {
+      await mapLimit([...changes.keys()], LOCK_IO_CONCURRENCY, async (sha) => {
+        if (await this.statMessage(sha)) todo.push(sha);
+        else missing.push(sha);
+      });
+      for (let attempt = 0; todo.length; attempt++) {
+        if (attempt >= 20) throw new StorageUnavailableError(`could not record the lock state of ${todo[0]}: too many concurrent writers`);
+        const rows = this.locks.getMany(todo);
+        const writes: LockWrite[] = [];
+        await mapLimit(todo, LOCK_IO_CONCURRENCY, async (sha) => {
+          const cur = await this.currentLock(sha, rows.get(sha));
+          let next: FsLock | undefined;
+          for (const change of changes.get(sha)!) next = change(next ?? cur.lock) ?? next;
+          if (next) writes.push({ sha256: sha, prevSeq: cur.rowSeq, seq: cur.seq + 1, lock: next });
+        });
+        const lost = writes.length ? this.locks.putMany(writes) : new Set<string>();
+        changed += writes.length - lost.size;
+        todo = [...lost];
+      }
+    } catch (err) {
+      if (err instanceof AppError) throw err;
+      const which = items.length === 1 ? items[0].sha256 : `${changes.size} messages`;
+      throw new StorageUnavailableError(`could not record the lock state of ${which}: ${(err as Error).message}`, { cause: err });
+    }
+    return { changed, missing };
   }
 
   async setLegalHold(sha256: Sha256, on: boolean): Promise<void> {
-    await this.changeLock(sha256, (l) => (l.legalHold === on ? undefined : { ...l, legalHold: on }));
+    const r = await this.changeLocks([{ sha256, change: holdChange(on) }]);
+    if (r.missing.length) throw new NotFoundError(`message ${sha256} not found`);
+  }
+
+  async setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult> {
+    return this.changeLocks(sha256s.map((sha256) => ({ sha256, change: holdChange(on) })));
   }
 
   async getLegalHold(sha256: Sha256): Promise<boolean> {
@@ -284,20 +330,18 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async extendRetention(sha256: Sha256, until: Date): Promise<boolean> {
-    if (!(until instanceof Date) || Number.isNaN(until.getTime())) throw new Error('extendRetention: until must be a valid Date');
-    return this.changeLock(sha256, (l) =>
-      l.retainUntil && until.getTime() <= Date.parse(l.retainUntil) ? undefined : { ...l, retainUntil: until.toISOString() },
-    );
+    const r = await this.changeLocks([{ sha256, change: extendChange(until) }]);
+    if (r.missing.length) throw new NotFoundError(`message ${sha256} not found`);
+    return r.changed > 0;
+  }
+
+  async extendRetentions(items: { sha256: Sha256; until: Date }[]): Promise<LockBatchResult> {
+    return this.changeLocks(items.map(({ sha256, until }) => ({ sha256, change: extendChange(until) })));
   }
 
   async deleteMessage(sha256: Sha256): Promise<DeleteResult> {
     assertSha256(sha256);
-    let lock: FsLock;
-    try {
-      lock = (await this.readLock(sha256)).lock;
-    } catch (err) {
-      throw new StorageUnavailableError(`could not read the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
-    }
+    const { lock } = await this.readLock(sha256);
     if (lock.legalHold) throw new RetentionLockedError(`message ${sha256} is under a legal hold`);
     if (lock.retainUntil && Date.parse(lock.retainUntil) > this.clock().getTime()) {
       throw new RetentionLockedError(`message ${sha256} is retained until ${lock.retainUntil}`);
@@ -324,6 +368,12 @@ export class FsObjectStore implements ObjectStore {
       if (names.length) await this.dirs.sync(dir);
     }
     if (deleted) await this.dirs.sync(this.shard(this.objectsDir, sha256));
+    // The lock row last: until the message and its envelopes are gone, its lock state stays readable.
+    try {
+      if (this.locks.delete(sha256)) objects++;
+    } catch (err) {
+      throw new StorageUnavailableError(`could not remove the lock state of ${sha256}: ${(err as Error).message}`, { cause: err });
+    }
     return { deleted, objects };
   }
 
@@ -344,7 +394,7 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async close(): Promise<void> {
-    // Nothing held open between calls.
+    this.locks.close();
   }
 
   /**
@@ -371,11 +421,26 @@ export class FsObjectStore implements ObjectStore {
   }
 }
 
-/** The recorded lock state of one message (fs). */
-interface FsLock {
-  legalHold: boolean;
-  /** ISO-8601 UTC; only ever moved later. */
-  retainUntil?: string;
+/** Lock files read, and messages stat'ed, at once during a batch lock change (each is one small read). */
+const LOCK_IO_CONCURRENCY = 16;
+
+function holdChange(on: boolean): (l: FsLock) => FsLock | undefined {
+  return (l) => (l.legalHold === on ? undefined : { ...l, legalHold: on });
+}
+
+function extendChange(until: Date): (l: FsLock) => FsLock | undefined {
+  if (!(until instanceof Date) || Number.isNaN(until.getTime())) throw new Error('extendRetention: until must be a valid Date');
+  return (l) => (l.retainUntil && until.getTime() <= Date.parse(l.retainUntil) ? undefined : { ...l, retainUntil: until.toISOString() });
+}
+
+/** Runs `fn` over items with at most `limit` in flight. */
+async function mapLimit<T>(items: T[], limit: number, fn: (item: T) => Promise<void>): Promise<void> {
+  let next = 0;
+  await Promise.all(
+    Array.from({ length: Math.min(limit, items.length) }, async () => {
+      while (next < items.length) await fn(items[next++]);
+    }),
+  );
 }
 
 /** Yields every file two shard levels below `base`. */

@@ -22,13 +22,13 @@
 import type { Client } from '@opensearch-project/opensearch';
 import type { Logger } from '../../logger.js';
 import { CatalogConflictError, NotFoundError } from '../../errors.js';
-import type { CatalogRecord, CatalogStore, ListOptions, ListPage } from '../../ports/catalog-store.js';
+import type { CatalogRecord, CatalogStore, CatalogWrite, CatalogWriteOutcome, ListOptions, ListPage } from '../../ports/catalog-store.js';
 import {
   CatalogConflictError as OsConflictError,
   OpenSearchCatalogStore,
   type CatalogRecord as OsRecord,
 } from '../../../search/opensearch/opensearch-catalog-store.js';
-import { assertCollection, listInMemory, normalizeList } from '../shared/catalog-list.js';
+import { assertBatch, assertCollection, assertWrites, listInMemory, normalizeList } from '../shared/catalog-list.js';
 
 /** What the adapter stores as the underlying record's document. */
 interface Stored<T> {
@@ -82,6 +82,50 @@ export class OpenSearchCatalogStoreAdapter implements CatalogStore {
   async delete(collection: string, id: string, expectedVersion: number): Promise<void> {
     const current = await this.current(collection, id, expectedVersion);
     await this.write(() => this.inner.delete(collection, id, current.version), collection, id);
+  }
+
+  async getMany<T>(collection: string, ids: string[]): Promise<Map<string, CatalogRecord<T>>> {
+    assertCollection(collection);
+    assertBatch(ids, 'getMany');
+    const out = new Map<string, CatalogRecord<T>>();
+    for (const [id, r] of await this.inner.getMany<Stored<T>>(collection, ids)) out.set(id, { id, version: r.doc.version, data: r.doc.data });
+    return out;
+  }
+
+  /**
+   * As `update` does per record, for a batch: one `_mget` reads the stored
+   * versions of the updated ids, an item at another version is a conflict
+   * right away, and one `_bulk` writes the rest conditionally on the
+   * sequence numbers read (`create` for new records), so an item that lost a
+   * race after the read is a conflict too.
+   */
+  async writeMany<T>(collection: string, items: CatalogWrite<T>[]): Promise<CatalogWriteOutcome[]> {
+    assertCollection(collection);
+    assertWrites(items);
+    const updates = items.filter((i) => i.expectedVersion !== 'create').map((i) => i.id);
+    const current = updates.length ? await this.inner.getMany<Stored<T>>(collection, updates) : new Map<string, OsRecord<Stored<T>>>();
+    const out: CatalogWriteOutcome[] = [];
+    const writes: { id: string; doc: Stored<T>; expect: 'absent' | OsRecord<unknown>['version'] }[] = [];
+    const slots: number[] = [];
+    for (const it of items) {
+      if (it.expectedVersion === 'create') {
+        slots.push(out.push({ id: it.id, ok: true, version: 1 }) - 1);
+        writes.push({ id: it.id, doc: { version: 1, data: it.data }, expect: 'absent' });
+        continue;
+      }
+      const cur = current.get(it.id);
+      if (!cur) out.push({ id: it.id, ok: false, reason: 'not_found' });
+      else if (cur.doc.version !== it.expectedVersion) out.push({ id: it.id, ok: false, reason: 'conflict' });
+      else {
+        slots.push(out.push({ id: it.id, ok: true, version: it.expectedVersion + 1 }) - 1);
+        writes.push({ id: it.id, doc: { version: it.expectedVersion + 1, data: it.data }, expect: cur.version });
+      }
+    }
+    const results = await this.inner.putMany(collection, writes);
+    results.forEach((r, k) => {
+      if (r === 'conflict') out[slots[k]] = { id: writes[k].id, ok: false, reason: 'conflict' };
+    });
+    return out;
   }
 
   /** The record as stored, if it is at `expectedVersion`. */

@@ -8,9 +8,11 @@
  *
  * Every object is written with the configured lock mode and a retain-until
  * date `defaultRetentionDays` ahead; the bucket must have versioning and
- * Object Lock enabled (checked by `init`). Writes are never overwrites: a HEAD
- * first, then `If-None-Match: *` so that two writers racing on one key cannot
- * both win. Uploads carry the SHA-256 the ingest already computed, so S3
+ * Object Lock enabled (checked by `init`). Writes are never overwrites: each
+ * carries `If-None-Match: *`, so S3 refuses a key that exists and two writers
+ * racing on one key cannot both win (a HEAD first only for multipart uploads,
+ * where re-sending a duplicate's bytes would cost more, and on endpoints
+ * without conditional writes). Uploads carry the SHA-256 the ingest already computed, so S3
  * refuses bytes that do not match their key.
  *
  * Retention is only ever extended by this code (`extendRetention` reads the
@@ -54,7 +56,7 @@ import type { Envelope, Sha256 } from '../../domain/types.js';
 import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
-import { SEAL_NAME, assertSealName, type DeleteResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type LockBatchResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 export type S3Sse = 'none' | 'AES256' | 'aws:kms';
@@ -132,6 +134,15 @@ interface HeadLock {
 
 /** Envelope records fetched at once while listing; each is a small GET. */
 const ENVELOPE_FETCH_CONCURRENCY = 8;
+
+/**
+ * Messages whose lock (legal hold, retention) a batch changes at once: S3 has
+ * no batch API for either, so each message is a HEAD plus, when its state is
+ * not already as asked, one PutObjectLegalHold or PutObjectRetention. 16 in
+ * flight keep AWS busy without tripping its per-prefix request rates (3,500
+ * writes/s); against a slow endpoint (moto: ~150 requests/s) the endpoint is the limit.
+ */
+const LOCK_BATCH_CONCURRENCY = 16;
 
 export class S3ObjectStore implements ObjectStore {
   readonly driver = 's3';
@@ -310,10 +321,14 @@ export class S3ObjectStore implements ObjectStore {
     assertSha256(spool.sha256);
     const key = this.messageKey(spool.sha256);
     try {
-      if (await this.exists(key)) return { created: false };
+      const multipart = spool.size >= this.multipartThreshold;
+      // A duplicate is refused by If-None-Match without a HEAD first (one
+      // request per message saved); a HEAD still comes first where sending the
+      // bytes of a duplicate would cost more than the request (multipart), or
+      // where the endpoint does not implement If-None-Match.
+      if ((multipart || !this.conditionalWrites) && (await this.exists(key))) return { created: false };
       const until = this.defaultRetainUntil();
-      const created =
-        spool.size >= this.multipartThreshold ? await this.uploadMultipart(spool, key, until) : await this.putSingle(spool, key, until);
+      const created = multipart ? await this.uploadMultipart(spool, key, until) : await this.putSingle(spool, key, until);
       if (created) this.log.debug({ sha256: spool.sha256, size: spool.size }, 'stored');
       return { created };
     } catch (err) {
@@ -437,7 +452,8 @@ export class S3ObjectStore implements ObjectStore {
     if (!/^[0-9A-Za-z-]+$/.test(envelope.id)) throw new Error(`bad envelope id ${envelope.id}`);
     const key = this.envelopeKey(envelope.sha256, envelope.id);
     try {
-      if (await this.exists(key)) throw new Error(`envelope ${envelope.id} already exists`);
+      // Envelope ids are unique; If-None-Match alone refuses a second write.
+      if (!this.conditionalWrites && (await this.exists(key))) throw new Error(`envelope ${envelope.id} already exists`);
       const body = Buffer.from(JSON.stringify(envelope), 'utf8');
       const created = await this.conditionalPut(`envelope ${envelope.id}`, {
         Bucket: this.bucket,
@@ -576,14 +592,45 @@ export class S3ObjectStore implements ObjectStore {
    * when S3 refuses or cannot be reached.
    */
   async setLegalHold(sha256: Sha256, on: boolean): Promise<void> {
+    const changed = await this.putLegalHold(sha256, on);
+    if (changed) this.log.info({ sha256, legalHold: on }, 'legal hold set');
+  }
+
+  /**
+   * The batch form: one HEAD per message and, where the HEAD does not show
+   * the flag already as asked, one PutObjectLegalHold; at most
+   * LOCK_BATCH_CONCURRENCY messages in flight. Absent messages are reported.
+   */
+  async setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult> {
+    const missing: Sha256[] = [];
+    let changed = 0;
+    await mapLimit([...new Set(sha256s)], LOCK_BATCH_CONCURRENCY, async (sha256) => {
+      try {
+        if (await this.putLegalHold(sha256, on)) changed++;
+      } catch (err) {
+        if (err instanceof NotFoundError) missing.push(sha256);
+        else throw err;
+      }
+    });
+    if (changed) this.log.info({ messages: changed, legalHold: on }, 'legal holds set');
+    return { changed, missing };
+  }
+
+  /**
+   * Sets the legal hold of the current version of a message unless its HEAD
+   * already shows it so (S3 only shows the flag to callers allowed to read
+   * it; without the header the flag is always sent). True when it was sent.
+   */
+  private async putLegalHold(sha256: Sha256, on: boolean): Promise<boolean> {
     const key = this.messageKey(sha256);
+    const status = on ? 'ON' : 'OFF';
     try {
       // Pin the version the HEAD saw (and get a clean 404 for an absent message).
-      const { versionId } = await this.headLock(key);
-      await this.client.send(
-        new PutObjectLegalHoldCommand({ Bucket: this.bucket, Key: key, VersionId: versionId, LegalHold: { Status: on ? 'ON' : 'OFF' } }),
-      );
-      this.log.info({ sha256, versionId, legalHold: on }, 'legal hold set');
+      const h = await this.client.send(new HeadObjectCommand({ Bucket: this.bucket, Key: key }));
+      if (h.ObjectLockLegalHoldStatus === status) return false;
+      await this.client.send(new PutObjectLegalHoldCommand({ Bucket: this.bucket, Key: key, VersionId: h.VersionId, LegalHold: { Status: status } }));
+      this.log.debug({ sha256, versionId: h.VersionId, legalHold: on }, 'legal hold sent');
+      return true;
     } catch (err) {
       if (isNotFound(err)) throw new NotFoundError(`message ${sha256} not found`);
       throw new StorageUnavailableError(`could not set the legal hold of ${sha256}: ${describe(err)}`, { cause: err });
@@ -639,6 +686,32 @@ export class S3ObjectStore implements ObjectStore {
     }
     this.log.info({ sha256, from: current?.retainUntil.toISOString(), until: until.toISOString() }, 'retention extended');
     return true;
+  }
+
+  /**
+   * The batch form: `extendRetention` per message (HEAD, and
+   * PutObjectRetention only when the date moves later), at most
+   * LOCK_BATCH_CONCURRENCY in flight. A message listed twice gets the later
+   * date, once (extensions of one message must not race). Absent messages are reported.
+   */
+  async extendRetentions(items: { sha256: Sha256; until: Date }[]): Promise<LockBatchResult> {
+    const latest = new Map<Sha256, Date>();
+    for (const { sha256, until } of items) {
+      if (!(until instanceof Date) || Number.isNaN(until.getTime())) throw new Error('extendRetention: until must be a valid Date');
+      const had = latest.get(sha256);
+      if (!had || until.getTime() > had.getTime()) latest.set(sha256, until);
+    }
+    const missing: Sha256[] = [];
+    let changed = 0;
+    await mapLimit([...latest], LOCK_BATCH_CONCURRENCY, async ([sha256, until]) => {
+      try {
+        if (await this.extendRetention(sha256, until)) changed++;
+      } catch (err) {
+        if (err instanceof NotFoundError) missing.push(sha256);
+        else throw err;
+      }
+    });
+    return { changed, missing };
   }
 
   /**

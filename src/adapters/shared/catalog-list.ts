@@ -5,7 +5,7 @@
  * compiles the same rules to SQL; the contract suite holds both to them.
  */
 import { ValidationError } from '../../errors.js';
-import { COLLECTION_NAME, FIELD_NAME, type CatalogRecord, type CatalogScalar, type ListOptions, type ListPage } from '../../ports/catalog-store.js';
+import { COLLECTION_NAME, FIELD_NAME, MAX_BATCH, type CatalogRecord, type CatalogScalar, type CatalogWrite, type ListOptions, type ListPage } from '../../ports/catalog-store.js';
 
 export const DEFAULT_LIMIT = 100;
 export const MAX_LIMIT = 10_000;
@@ -28,6 +28,25 @@ export interface CursorPosition {
 
 export function assertCollection(collection: string): void {
   if (!COLLECTION_NAME.test(collection)) throw new ValidationError(`bad catalog collection name "${collection}"`);
+}
+
+/** The checks every adapter makes on a `getMany` (ids) or `writeMany` (items) batch. */
+export function assertBatch(ids: string[], what: 'getMany' | 'writeMany'): void {
+  if (ids.length > MAX_BATCH) throw new ValidationError(`catalog ${what}: at most ${MAX_BATCH} per call, not ${ids.length}`);
+  for (const id of ids) if (typeof id !== 'string' || !id) throw new ValidationError(`catalog ${what}: ids are non-empty strings`);
+  if (what === 'writeMany' && new Set(ids).size !== ids.length) throw new ValidationError('catalog writeMany: an id may appear once per batch');
+}
+
+export function assertWrites(items: CatalogWrite<unknown>[]): void {
+  assertBatch(
+    items.map((i) => i.id),
+    'writeMany',
+  );
+  for (const i of items) {
+    if (i.expectedVersion !== 'create' && !(Number.isInteger(i.expectedVersion) && i.expectedVersion >= 1)) {
+      throw new ValidationError(`catalog writeMany: expectedVersion of ${i.id} must be 'create' or a version >= 1`);
+    }
+  }
 }
 
 function assertField(field: string): void {

@@ -23,8 +23,8 @@ import Database from 'better-sqlite3';
 import type { Config } from '../../config/config.js';
 import type { Logger } from '../../logger.js';
 import { CatalogConflictError, NotFoundError, ServiceUnavailableError } from '../../errors.js';
-import type { CatalogRecord, CatalogStore, ListOptions, ListPage } from '../../ports/catalog-store.js';
-import { assertCollection, normalizeList, pageOf } from '../shared/catalog-list.js';
+import type { CatalogRecord, CatalogStore, CatalogWrite, CatalogWriteOutcome, ListOptions, ListPage } from '../../ports/catalog-store.js';
+import { assertBatch, assertCollection, assertWrites, normalizeList, pageOf } from '../shared/catalog-list.js';
 
 /** ms a process waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 10_000;
@@ -116,6 +116,42 @@ export class SqliteCatalogStore implements CatalogStore {
     assertCollection(collection);
     const r = this.stmt('DELETE FROM records WHERE collection = ? AND id = ? AND version = ?').run(collection, id, expectedVersion);
     if (r.changes === 0) this.explainMiss(collection, id);
+  }
+
+  async getMany<T>(collection: string, ids: string[]): Promise<Map<string, CatalogRecord<T>>> {
+    assertCollection(collection);
+    assertBatch(ids, 'getMany');
+    const get = this.stmt('SELECT id, version, data FROM records WHERE collection = ? AND id = ?');
+    const out = new Map<string, CatalogRecord<T>>();
+    // One read transaction: one snapshot, no lock taken per row.
+    this.db!.transaction(() => {
+      for (const id of ids) {
+        const row = get.get(collection, id) as Row | undefined;
+        if (row) out.set(id, toRecord<T>(row));
+      }
+    })();
+    return out;
+  }
+
+  async writeMany<T>(collection: string, items: CatalogWrite<T>[]): Promise<CatalogWriteOutcome[]> {
+    assertCollection(collection);
+    assertWrites(items);
+    const insert = this.stmt('INSERT INTO records (collection, id, version, data) VALUES (?, ?, 1, ?) ON CONFLICT (collection, id) DO NOTHING');
+    const update = this.stmt('UPDATE records SET data = ?, version = version + 1 WHERE collection = ? AND id = ? AND version = ?');
+    const exists = this.stmt('SELECT 1 FROM records WHERE collection = ? AND id = ?');
+    // One write transaction (IMMEDIATE: takes the write lock up front, so a
+    // second process waits in busy_timeout instead of failing mid-batch):
+    // one commit, one fsync, for the whole batch.
+    return this.db!.transaction((): CatalogWriteOutcome[] =>
+      items.map((it): CatalogWriteOutcome => {
+        const json = JSON.stringify(it.data);
+        if (it.expectedVersion === 'create') {
+          return insert.run(collection, it.id, json).changes ? { id: it.id, ok: true, version: 1 } : { id: it.id, ok: false, reason: 'conflict' };
+        }
+        if (update.run(json, collection, it.id, it.expectedVersion).changes) return { id: it.id, ok: true, version: it.expectedVersion + 1 };
+        return { id: it.id, ok: false, reason: exists.get(collection, it.id) ? 'conflict' : 'not_found' };
+      }),
+    ).immediate();
   }
 
   /** A conditional write changed nothing: say whether the record is gone or moved on. */

@@ -71,7 +71,8 @@ function fmtDate(iso) {
 function fmtBytes(n) {
   if (n < 1024) return `${n} B`;
   if (n < 1024 * 1024) return `${(n / 1024).toFixed(1)} KB`;
-  return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  if (n < 1024 ** 3) return `${(n / 1024 / 1024).toFixed(1)} MB`;
+  return `${(n / 1024 ** 3).toFixed(1)} GB`;
 }
 function has(...roles) {
   return state.roles.some((r) => roles.includes(r));
@@ -1037,13 +1038,165 @@ async function auditPage() {
   await load();
 }
 
+// ---------- ingest statistics (Administration)
+
+const SVG_NS = 'http://www.w3.org/2000/svg';
+/** h() for SVG: attributes (presentation attributes, never inline style: the CSP forbids it) and children. */
+function svg(tag, attrs = {}, ...children) {
+  const el = document.createElementNS(SVG_NS, tag);
+  for (const [k, v] of Object.entries(attrs)) if (v !== undefined && v !== null && v !== false) el.setAttribute(k, String(v));
+  return append(el, children);
+}
+
+const INGEST_INTERVALS = [
+  { value: 'hour', label: 'Hourly', span: 'the last 48 hours' },
+  { value: 'day', label: 'Daily', span: 'the last 30 days' },
+  { value: 'month', label: 'Monthly', span: 'the last 12 months' },
+];
+const utcFormat = (opts) => new Intl.DateTimeFormat('en-GB', { timeZone: 'UTC', ...opts });
+const FMT_DAY = utcFormat({ day: 'numeric', month: 'short' });
+const FMT_MONTH = utcFormat({ month: 'short', year: 'numeric' });
+
+/** A bucket as people read it, unambiguous (UTC): `2024-03-05 14:00 UTC`, `2024-03-05`, `2024-03`. */
+function bucketName(iso, interval) {
+  if (interval === 'hour') return `${iso.slice(0, 10)} ${iso.slice(11, 16)} UTC`;
+  return interval === 'day' ? iso.slice(0, 10) : iso.slice(0, 7);
+}
+/** An axis tick: the hour (the date at midnight), the day, or the month. */
+function tickName(iso, interval) {
+  const d = new Date(iso);
+  if (interval === 'hour') return d.getUTCHours() === 0 ? FMT_DAY.format(d) : iso.slice(11, 16);
+  return interval === 'day' ? FMT_DAY.format(d) : FMT_MONTH.format(d);
+}
+const plural = (n, one, many) => `${n.toLocaleString('en')} ${n === 1 ? one : many}`;
+
+/** A step of 1, 2 or 5 × 10^k, at least 1, so that about `parts` steps cover `max`. */
+function niceStep(max, parts) {
+  const raw = Math.max(1, max / parts);
+  const p = 10 ** Math.floor(Math.log10(raw));
+  return [1, 2, 5, 10].map((m) => m * p).find((x) => x >= raw);
+}
+
+/** Bars of messages per bucket as inline SVG, scaled by its viewBox; every bar has a <title>. */
+function ingestChart(stats) {
+  const W = 1000;
+  const H = 250;
+  const M = { left: 52, right: 28, top: 12, bottom: 44 };
+  const pw = W - M.left - M.right;
+  const ph = H - M.top - M.bottom;
+  const n = stats.buckets.length;
+  const max = Math.max(0, ...stats.buckets.map((b) => b.messages));
+  const step = niceStep(max, 4);
+  const top = Math.max(step, Math.ceil(max / step) * step);
+  const y = (v) => M.top + ph - (v / top) * ph;
+  const slot = pw / n;
+  const barW = Math.max(1, slot * (n > 100 ? 0.9 : 0.72));
+  const unit = { hour: 'hour', day: 'day', month: 'month' }[stats.interval];
+  const busiest = stats.buckets.reduce((a, b) => (b.messages > a.messages ? b : a), stats.buckets[0]);
+  const label =
+    `Bar chart: messages archived per ${unit} (UTC), ${bucketName(stats.buckets[0].start, stats.interval)} to ${bucketName(stats.buckets[n - 1].start, stats.interval)}. ` +
+    `${plural(stats.total.messages, 'message', 'messages')} in all; the busiest ${unit} is ${bucketName(busiest.start, stats.interval)} with ${plural(busiest.messages, 'message', 'messages')}.`;
+  const grid = [];
+  for (let v = 0; v <= top; v += step) {
+    grid.push(svg('line', { class: v === 0 ? 'axis' : 'grid', x1: M.left, x2: W - M.right, y1: y(v), y2: y(v) }), svg('text', { class: 'ytick', x: M.left - 6, y: y(v) + 4, 'text-anchor': 'end' }, v.toLocaleString('en')));
+  }
+  // At most ~12 date labels: hours on multiples of a nice number of hours; days and months counted back from the newest.
+  const every = (interval) => (interval === 'hour' ? [1, 2, 3, 6, 12, 24] : interval === 'day' ? [1, 2, 3, 5, 7, 14, 30, 60, 90] : [1, 2, 3, 6, 12, 24, 60]).find((k) => n / k <= 12) ?? Math.ceil(n / 12);
+  const k = every(stats.interval);
+  const labelled = (b, i) => (stats.interval === 'hour' ? new Date(b.start).getUTCHours() % k === 0 : (n - 1 - i) % k === 0);
+  const bars = stats.buckets.map((b, i) => {
+    const x = M.left + i * slot;
+    const title = `${bucketName(b.start, stats.interval)}: ${plural(b.messages, 'message', 'messages')}, ${fmtBytes(b.bytes)}`;
+    return svg(
+      'g',
+      { class: 'bar', 'data-start': b.start, 'data-messages': b.messages, 'data-bytes': b.bytes },
+      svg('title', {}, title),
+      svg('rect', { class: 'hit', x, y: M.top, width: slot, height: ph }),
+      b.messages > 0 ? svg('rect', { class: 'fill', x: x + (slot - barW) / 2, y: y(b.messages), width: barW, height: Math.max(1, y(0) - y(b.messages)) }) : null,
+      labelled(b, i) ? [svg('line', { class: 'tick', x1: x + slot / 2, x2: x + slot / 2, y1: y(0), y2: y(0) + 4 }), svg('text', { class: 'xtick', x: x + slot / 2, y: y(0) + 17, 'text-anchor': 'middle' }, tickName(b.start, stats.interval))] : null,
+    );
+  });
+  return svg(
+    'svg',
+    { id: 'ingest-chart', class: 'chart', viewBox: `0 0 ${W} ${H}`, role: 'img', 'aria-label': label },
+    grid,
+    bars,
+    svg('text', { class: 'axis-title', x: M.left + pw / 2, y: H - 6, 'text-anchor': 'middle' }, `${unit[0].toUpperCase()}${unit.slice(1)} received (UTC)`),
+    svg('text', { class: 'axis-title', x: 14, y: M.top + ph / 2, 'text-anchor': 'middle', transform: `rotate(-90 14 ${M.top + ph / 2})` }, 'Messages'),
+  );
+}
+
+/** The "Ingest" card: an interval switch, totals, the chart (or why there is none) and its numbers as a table. */
+async function drawIngest(card, wanted) {
+  const interval = INGEST_INTERVALS.some((i) => i.value === wanted) ? wanted : 'day';
+  const title = h('h2', { id: 'ingest-title' }, 'Ingest');
+  const switcher = h(
+    'div',
+    { class: 'seg', role: 'group', 'aria-label': 'Interval' },
+    INGEST_INTERVALS.map((i) =>
+      h(
+        'button',
+        {
+          type: 'button',
+          'aria-pressed': String(i.value === interval),
+          'data-interval': i.value,
+          onclick: () => {
+            const qs = new URLSearchParams(location.search);
+            qs.set('interval', i.value);
+            history.replaceState(null, '', `${location.pathname}?${qs}`);
+            drawIngest(card, i.value).catch((e) => toast(e.message));
+          },
+        },
+        i.label,
+      ),
+    ),
+  );
+  if (!card.firstChild) card.append(title, h('p', { class: 'muted' }, 'Loading…'));
+  const stats = await api(`/api/admin/ingest-stats?interval=${interval}`);
+  const span = INGEST_INTERVALS.find((i) => i.value === interval).span;
+  const summary = h(
+    'p',
+    { id: 'ingest-summary' },
+    h('strong', {}, `${plural(stats.total.messages, 'message', 'messages')}, ${fmtBytes(stats.total.bytes)}`),
+    ` archived in ${span} · ${plural(stats.archive.messages, 'message', 'messages')} in the archive`,
+    stats.queue ? [' · index queue: ', `${stats.queue.waiting + stats.queue.active + stats.queue.delayed} pending, `, h('span', { class: stats.queue.failed ? 'error' : '' }, `${stats.queue.failed} failed`)] : null,
+  );
+  const notes = [];
+  if (stats.undated > 0) {
+    notes.push(h('p', { class: 'banner', id: 'ingest-undated' }, `${plural(stats.undated, 'indexed message has', 'indexed messages have')} no receive time in the index (indexed by an older version) and ${stats.undated === 1 ? 'is' : 'are'} not counted here; `, h('code', {}, 'archive reindex'), ' adds them.'));
+  }
+  let body;
+  if (stats.total.messages === 0) {
+    body = h(
+      'p',
+      { class: 'empty', id: 'ingest-empty' },
+      stats.archive.messages === 0 ? ['Nothing has been archived yet: point a journal rule at the SMTP endpoint, or run ', h('code', {}, 'archive import'), '.'] : `Nothing was archived in ${span}.`,
+    );
+  } else {
+    const rows = stats.buckets.map((b) => h('tr', {}, h('td', { class: 'nowrap' }, bucketName(b.start, interval)), h('td', { class: 'num' }, b.messages.toLocaleString('en')), h('td', { class: 'num' }, fmtBytes(b.bytes))));
+    body = [
+      h('figure', { class: 'chart-box' }, ingestChart(stats)),
+      h(
+        'details',
+        { id: 'ingest-data' },
+        h('summary', {}, 'The numbers as a table'),
+        h('table', { class: 'counts' }, h('caption', { class: 'caption muted' }, `Messages and bytes archived per ${interval} (UTC), by receive time`), h('thead', {}, h('tr', {}, h('th', {}, interval === 'hour' ? 'Hour' : interval === 'day' ? 'Day' : 'Month'), h('th', { class: 'num' }, 'Messages'), h('th', { class: 'num' }, 'Size'))), h('tbody', {}, rows)),
+      ),
+    ];
+  }
+  card.replaceChildren();
+  append(card, [h('div', { class: 'row between' }, title, switcher), summary, notes, body]);
+}
+
 // ---------- administration
 
 async function adminPage() {
   const health = h('section', { class: 'card', 'aria-label': 'Health' }, h('h2', {}, 'Health'), h('p', { class: 'muted' }, 'Loading…'));
   const users = h('section', { class: 'card', 'aria-label': 'Users' }, h('h2', {}, 'Users'));
   const tokens = h('section', { class: 'card', 'aria-label': 'API tokens' }, h('h2', {}, 'Your API tokens'));
-  render(h('h1', {}, 'Administration'), health, users, tokens);
+  const ingest = offers('GET', '/api/admin/ingest-stats') ? h('section', { class: 'card', id: 'ingest', 'aria-labelledby': 'ingest-title' }) : null;
+  render(h('h1', {}, 'Administration'), health, ingest, users, tokens);
+  if (ingest) drawIngest(ingest, new URLSearchParams(location.search).get('interval')).catch((e) => ingest.replaceChildren(h('h2', {}, 'Ingest'), h('p', { class: 'error', role: 'alert' }, e.message)));
 
   const [hz, jobs] = await Promise.all([fetch('/healthz').then((r) => r.json()).catch((e) => ({ status: 'unreachable', detail: e.message })), api('/api/jobs').catch(() => null)]);
   const part = (name, x) => h('li', {}, h('strong', {}, `${name}: `), h('span', { class: x?.ok ? 'ok' : 'error' }, x?.ok ? 'ok' : 'DOWN'), ` (${x?.driver ?? '?'})`, x?.detail ? ` — ${x.detail}` : '');
@@ -1051,7 +1204,6 @@ async function adminPage() {
     h('h2', {}, `Health: ${hz.status}`),
     h('ul', { class: 'plain' }, part('Store', hz.store), part('Index', hz.index), part('Queue', hz.queue)),
     jobs ? h('table', {}, h('thead', {}, h('tr', {}, h('th', {}, 'Queue'), h('th', {}, 'Counts'))), h('tbody', {}, Object.entries(jobs.queues ?? {}).map(([q, c]) => h('tr', {}, h('td', {}, q), h('td', { class: 'mono' }, JSON.stringify(c)))))) : null,
-    h('p', { class: 'muted' }, 'Ingest statistics over time need a statistics API the server does not offer yet.'),
   );
 
   const drawUsers = async () => {
