@@ -7,7 +7,7 @@
  *   fresh Object Lock bucket and index prefix; the indices are dropped after).
  *
  *   npm run build && node dist/bench/retention.bench.js [--messages 10000]
- *     [--mode embedded|scale-out|both] [--scale-out-messages 5000] [--keep]
+ *     [--mode embedded|scale-out|both] [--scale-out-messages 5000] [--hold-only] [--keep]
  *
  * Phases: the build (messages stored through the real store; their index
  * documents built directly, no parse; not part of any figure) with the
@@ -53,6 +53,8 @@ const { values } = parseArgs({
     'scale-out-messages': { type: 'string' },
     mode: { type: 'string', default: 'embedded' },
     keep: { type: 'boolean' },
+    /** Only the hold application (and the build): disposition and release cost minutes at 100,000 messages. */
+    'hold-only': { type: 'boolean' },
   },
 });
 const MODES: Mode[] = values.mode === 'both' ? ['embedded', 'scale-out'] : [values.mode as Mode];
@@ -120,6 +122,8 @@ class BusyClock {
 interface Phase {
   messages: number;
   seconds: number;
+  /** This process's CPU time (user + system), s: what the phase costs regardless of how busy the machine is. */
+  cpu: number;
   index?: number;
   catalog?: number;
   store?: number;
@@ -132,7 +136,7 @@ interface Result {
   ingestHook: Phase;
   hold: Phase;
   disposition?: Phase;
-  release: Phase;
+  release?: Phase;
   s3PutRate?: number;
 }
 
@@ -173,13 +177,15 @@ async function run(mode: Mode, n: number): Promise<Result> {
   const timed = async (messages: number, fn: () => Promise<unknown>): Promise<Phase> => {
     busy.reset();
     const t = performance.now();
+    const c = process.cpuUsage();
     await fn();
-    return { messages, seconds: (performance.now() - t) / 1000, index: busy.seconds('index'), catalog: busy.seconds('catalog'), store: busy.seconds('store') };
+    const cpu = process.cpuUsage(c);
+    return { messages, seconds: (performance.now() - t) / 1000, cpu: (cpu.user + cpu.system) / 1e6, index: busy.seconds('index'), catalog: busy.seconds('catalog'), store: busy.seconds('store') };
   };
 
   console.log(`[${mode}] building ${fmt(n)} messages in ${dir} …`);
   const t0 = performance.now();
-  const hook: Phase = { messages: n, seconds: 0, index: 0, catalog: 0, store: 0 };
+  const hook: Phase = { messages: n, seconds: 0, cpu: 0, index: 0, catalog: 0, store: 0 };
   for (let start = 0; start < n; start += BATCH) {
     const docs: IndexedMessage[] = [];
     await Promise.all(
@@ -205,6 +211,7 @@ async function run(mode: Mode, n: number): Promise<Result> {
     await baseIndex.upsert(docs);
     const h = await timed(docs.length, () => service.applyToDocuments(docs));
     hook.seconds += h.seconds;
+    hook.cpu += h.cpu;
     hook.index! += h.index!;
     hook.catalog! += h.catalog!;
     hook.store! += h.store!;
@@ -225,7 +232,7 @@ async function run(mode: Mode, n: number): Promise<Result> {
 
   // 2. Disposition of the other half (the held half is passed over by the catalog query).
   let disposition: Phase | undefined;
-  if (mode === 'embedded') {
+  if (mode === 'embedded' && !values['hold-only']) {
     now = now.plus({ years: 1 });
     const job = new DispositionJob({ catalog, index, store, audit, service, clock, log, fourEyes: false, budgetMs: 3_600_000, pageSize: 500 });
     let disposed = 0;
@@ -239,12 +246,15 @@ async function run(mode: Mode, n: number): Promise<Result> {
   }
 
   // 3. Release.
-  let released = 0;
-  const release = await timed(0, async () => {
-    released = (await service.releaseHold(holdId, 'bench', actor)).released;
-  });
-  release.messages = released;
-  console.log(`  hold release: ${fmt(released)} flags cleared in ${release.seconds.toFixed(2)} s = ${fmt(released / release.seconds)} msg/s`);
+  let release: Phase | undefined;
+  if (!values['hold-only']) {
+    let released = 0;
+    release = await timed(0, async () => {
+      released = (await service.releaseHold(holdId, 'bench', actor)).released;
+    });
+    release.messages = released;
+    console.log(`  hold release: ${fmt(released)} flags cleared in ${release.seconds.toFixed(2)} s = ${fmt(released / release.seconds)} msg/s`);
+  }
 
   // Measured once the run is over, so that the endpoint is idle.
   const putRate = env ? await s3PutRate(env) : undefined;
@@ -263,10 +273,11 @@ function rate(messages: number, seconds: number | undefined): string {
 }
 
 /** `seconds (rate)` of a phase or of one component of it. */
-function cell(p: Phase | undefined, part?: 'index' | 'catalog' | 'store' | 'other'): string {
+function cell(p: Phase | undefined, part?: 'index' | 'catalog' | 'store' | 'other' | 'cpu'): string {
   if (!p) return 'n/a';
   let s = p.seconds;
-  if (part === 'other') s = Math.max(0, p.seconds - (p.index ?? 0) - (p.catalog ?? 0) - (p.store ?? 0));
+  if (part === 'cpu') s = p.cpu;
+  else if (part === 'other') s = Math.max(0, p.seconds - (p.index ?? 0) - (p.catalog ?? 0) - (p.store ?? 0));
   else if (part) s = p[part] ?? 0;
   return `${s.toFixed(2)} s (${rate(p.messages, s)})`;
 }
@@ -277,20 +288,22 @@ async function main(): Promise<void> {
   for (const mode of MODES) results.push(await run(mode, mode === 'scale-out' ? Number(values['scale-out-messages'] ?? Math.min(n, 5000)) : n));
   const w = 30;
   const row = (label: string, f: (r: Result) => string) => console.log(`${label.padEnd(34)}${results.map((r) => f(r).padStart(w)).join('')}`);
-  console.log(`\nretention, ${os.availableParallelism()} cores; per component: wall time with a call of it in flight (rate = messages of the phase / that time)`);
+  console.log(`\nretention, ${os.availableParallelism()} cores, load average ${os.loadavg()[0].toFixed(1)}; per component: wall time with a call of it in flight (rate = messages of the phase / that time)`);
   row('', (r) => `${r.mode} (${fmt(r.n)} msgs)`);
   row('ingest hook (applyToDocuments)', (r) => cell(r.ingestHook));
   row('  catalog', (r) => cell(r.ingestHook, 'catalog'));
   row('  object store', (r) => cell(r.ingestHook, 'store'));
   row('  engine CPU (rest)', (r) => cell(r.ingestHook, 'other'));
+  row('  process CPU time', (r) => cell(r.ingestHook, 'cpu'));
   row('hold application: held', (r) => fmt(r.hold.messages));
   row('hold application', (r) => cell(r.hold));
   row('  index walk', (r) => cell(r.hold, 'index'));
   row('  catalog', (r) => cell(r.hold, 'catalog'));
   row('  object store', (r) => cell(r.hold, 'store'));
   row('  engine CPU (rest)', (r) => cell(r.hold, 'other'));
+  row('  process CPU time', (r) => cell(r.hold, 'cpu'));
   row('  projected 1,000,000 held', (r) => `${fmt(1_000_000 / (r.hold.messages / r.hold.seconds))} s`);
-  row('disposition', (r) => (r.disposition ? cell(r.disposition) : 'n/a (S3 clock)'));
+  row('disposition', (r) => (r.disposition ? cell(r.disposition) : r.mode === 'scale-out' ? 'n/a (S3 clock)' : 'n/a'));
   row('hold release', (r) => cell(r.release));
   row('  catalog', (r) => cell(r.release, 'catalog'));
   row('  object store', (r) => cell(r.release, 'store'));

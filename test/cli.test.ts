@@ -3,11 +3,12 @@
  * `import`, `stats` and `verify`, through the built binary.
  */
 import { createHash } from 'node:crypto';
-import { chmod, readFile, writeFile } from 'node:fs/promises';
+import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { describe, expect, it } from 'vitest';
 import { CORPUS, runCli, tempDir } from './helpers/archive-process.js';
 import { listFiles } from './helpers/mail-files.js';
+import { MODES, storedBytes, tamperStored } from './helpers/modes.js';
 
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
@@ -42,10 +43,11 @@ describe('archive config', () => {
   });
 });
 
-describe('archive import, stats and verify', () => {
+describe.each(MODES.filter((m) => m.enabled))('archive import, stats and verify ($mode)', ({ env: modeEnvOf }) => {
   it('imports the whole shared corpus byte for byte, counts duplicates, and verify passes', async () => {
     const dataDir = await tempDir();
-    const env = { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' };
+    const modeEnv = await modeEnvOf();
+    const env = { ...modeEnv, ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' };
     const files = await listFiles(CORPUS, (f) => !/(LICENSE|README)/.test(f));
     const r = await runCli(['import', '--json', ...files], env);
     expect(r.stderr).not.toMatch(/"level":(50|60)/);
@@ -59,9 +61,7 @@ describe('archive import, stats and verify', () => {
     // Every file is stored under its own hash, byte for byte.
     for (const f of files) {
       const raw = await readFile(f);
-      const h = sha(raw);
-      const stored = await readFile(path.join(dataDir, 'store', 'objects', h.slice(0, 2), h.slice(2, 4), h));
-      expect(stored.equals(raw), f).toBe(true);
+      expect((await storedBytes(dataDir, modeEnv, sha(raw))).equals(raw), f).toBe(true);
     }
 
     const stats = await runCli(['stats', '--json'], env);
@@ -79,11 +79,7 @@ describe('archive import, stats and verify', () => {
 
     // Damage one object: verify names it and fails.
     const victim = [...distinct].sort()[0]!;
-    const file = path.join(dataDir, 'store', 'objects', victim.slice(0, 2), victim.slice(2, 4), victim);
-    await chmod(file, 0o644);
-    const bytes = await readFile(file);
-    bytes[0] = bytes[0]! ^ 1;
-    await writeFile(file, bytes);
+    await tamperStored(dataDir, modeEnv, victim);
     const bad = await runCli(['verify'], env);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toContain(`MISMATCH ${victim}`);
@@ -92,7 +88,8 @@ describe('archive import, stats and verify', () => {
 
   it('imports MBOX files (mboxrd escaping undone) and reports failures with a non-zero exit', async () => {
     const dataDir = await tempDir();
-    const env = { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn', ARCHIVE_SMTP_MAX_SIZE: '2KB' };
+    const modeEnv = await modeEnvOf();
+    const env = { ...modeEnv, ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn', ARCHIVE_SMTP_MAX_SIZE: '2KB' };
     const m1 = 'From: a@example.com\nSubject: one\n\nhello\n>From the start\n';
     const m2 = 'From: b@example.com\nSubject: two\n\nsecond\n';
     const huge = `From: c@example.com\nSubject: three\n\n${'x'.repeat(4096)}\n`;
@@ -104,13 +101,12 @@ describe('archive import, stats and verify', () => {
     expect(r.stdout).toMatch(/imported 2, duplicates 0, failed 1/);
     expect(r.stdout).toMatch(/failed: .*test\.mbox#2: Message exceeds the maximum size of 2048 bytes/);
     const h1 = sha(Buffer.from(m1.replace('>From the', '>From the')));
-    const stored = await readFile(path.join(dataDir, 'store', 'objects', h1.slice(0, 2), h1.slice(2, 4), h1), 'utf8');
-    expect(stored).toBe(m1);
+    expect((await storedBytes(dataDir, modeEnv, h1)).toString('utf8')).toBe(m1);
   });
 
   it('reports a missing path as a failure', async () => {
     const dataDir = await tempDir();
-    const r = await runCli(['import', path.join(dataDir, 'nope.eml')], { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' });
+    const r = await runCli(['import', path.join(dataDir, 'nope.eml')], { ...(await modeEnvOf()), ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' });
     expect(r.code).toBe(1);
     expect(r.stdout).toMatch(/failed: .*nope\.eml: ENOENT/);
   });

@@ -126,6 +126,25 @@ if (redisUp) {
       await consumer.whenIdle(name, 5000);
       expect(seen).toEqual([{ n: 42 }]);
     });
+
+    it('close() lets adds already under way finish (fire-and-forget adds just before close are not lost)', async () => {
+      const name = `inflight-${randomUUID().slice(0, 8)}`;
+      const producer = makeBull();
+      // The ingest pipeline enqueues without waiting; an import may close the queue right after its last message.
+      const adds = Array.from({ length: 25 }, (_, n) => producer.add(name, { n }, { jobId: `m-${n}` }));
+      await producer.close();
+      expect((await Promise.allSettled(adds)).map((r) => r.status)).toEqual(adds.map(() => 'fulfilled'));
+      await expect(producer.add(name, { n: 99 })).rejects.toBeInstanceOf(ServiceUnavailableError);
+
+      const consumer = makeBull();
+      nodes.push(consumer);
+      const seen: number[] = [];
+      consumer.process<{ n: number }>(name, 2, async (payload) => {
+        seen.push(payload.n);
+      });
+      await consumer.whenIdle(name, 5000);
+      expect(seen.sort((a, b) => a - b)).toEqual(Array.from({ length: 25 }, (_, n) => n));
+    });
   });
 } else if (process.env.CI === 'true') {
   describe('BullQueue', () => {

@@ -43,7 +43,7 @@ interface ModelMessage {
  * (moto) serves some 150 requests/s.
  */
 const DEPLOYMENTS: { name: Mode; seeds: number[]; steps: number }[] = MODES.filter((m) => m.enabled).map((m) =>
-  m.mode === 'embedded' ? { name: m.mode, seeds: [1, 2, 3, 4, 5, 6], steps: 40 } : { name: m.mode, seeds: [7, 8], steps: 16 },
+  m.mode === 'embedded' ? { name: m.mode, seeds: [1, 2, 3, 4, 5, 6], steps: 40 } : { name: m.mode, seeds: [7, 8], steps: 12 },
 );
 
 for (const dep of DEPLOYMENTS)

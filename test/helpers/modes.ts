@@ -4,7 +4,14 @@
  * services of infra/test-services.sh. Outside CI a missing service skips the
  * scale-out run loudly; in CI it fails.
  */
+import { chmod, readFile, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
 import { scaleOutEnv } from '../../bench/scale-out-env.js';
+import { createObjectStore } from '../../src/factory.js';
+import { loadConfig } from '../../src/config/config.js';
+import { createLogger } from '../../src/logger.js';
+import { testEnv } from './archive-process.js';
 import type { Services } from '../../src/services.js';
 import { INDEX_JOB } from '../../ingest/index.js';
 
@@ -37,5 +44,52 @@ export async function waitForIndexed(services: Services, ids: string[], timeoutM
     }
     if (Date.now() > end) throw new Error(`not indexed after ${timeoutMs} ms: ${ids.filter((i) => !have.has(i)).join(', ')}`);
     await new Promise((r) => setTimeout(r, 100));
+  }
+}
+
+/**
+ * The stored bytes of a message, read back through the store port of the
+ * deployment (files on disk, or S3 objects), verifying the hash on the way.
+ */
+export async function storedBytes(dataDir: string, modeEnv: Record<string, string>, sha256: string): Promise<Buffer> {
+  const store = await createObjectStore(loadConfig(testEnv(dataDir, modeEnv)), createLogger({ level: 'silent' }));
+  try {
+    const chunks: Buffer[] = [];
+    for await (const c of await store.getMessage(sha256)) chunks.push(c as Buffer);
+    return Buffer.concat(chunks);
+  } finally {
+    await store.close();
+  }
+}
+
+/**
+ * Damages a stored message the way an intruder with write access would: on
+ * disk, one flipped byte in the file; on S3, a new current version of the key
+ * with one flipped byte (Object Lock keeps the old version, but readers get
+ * the new one).
+ */
+export async function tamperStored(dataDir: string, modeEnv: Record<string, string>, sha256: string): Promise<void> {
+  if (modeEnv.ARCHIVE_STORE !== 's3') {
+    const file = path.join(dataDir, 'store', 'objects', sha256.slice(0, 2), sha256.slice(2, 4), sha256);
+    await chmod(file, 0o644);
+    const bytes = await readFile(file);
+    bytes[0] = bytes[0]! ^ 1;
+    await writeFile(file, bytes);
+    return;
+  }
+  const s3 = new S3Client({
+    endpoint: modeEnv.ARCHIVE_S3_ENDPOINT,
+    region: modeEnv.ARCHIVE_S3_REGION,
+    forcePathStyle: true,
+    credentials: { accessKeyId: modeEnv.ARCHIVE_S3_ACCESS_KEY_ID!, secretAccessKey: modeEnv.ARCHIVE_S3_SECRET_ACCESS_KEY! },
+  });
+  try {
+    const key = `${modeEnv.ARCHIVE_S3_PREFIX ?? ''}messages/${sha256}`;
+    const cur = await s3.send(new GetObjectCommand({ Bucket: modeEnv.ARCHIVE_S3_BUCKET, Key: key }));
+    const bytes = Buffer.from(await cur.Body!.transformToByteArray());
+    bytes[0] = bytes[0]! ^ 1;
+    await s3.send(new PutObjectCommand({ Bucket: modeEnv.ARCHIVE_S3_BUCKET, Key: key, Body: bytes }));
+  } finally {
+    s3.destroy();
   }
 }

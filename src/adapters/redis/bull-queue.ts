@@ -166,6 +166,8 @@ export class BullQueue implements JobQueue {
   private readonly lanes = new Map<string, Lane>();
   private readonly lastErrorLog = new Map<string, number>();
   private closing?: Promise<void>;
+  /** Enqueues under way; close() waits for them before disconnecting the producers. */
+  private readonly inflight = new Set<Promise<void>>();
 
   constructor(
     private readonly opts: BullQueueOptions,
@@ -215,8 +217,21 @@ export class BullQueue implements JobQueue {
    * bull; removing a slot that someone just re-filled fails if it already runs
    * (then we look again) or takes back a waiting job we then re-add.
    */
-  private async enqueue(name: string, items: AddItem[]): Promise<void> {
-    if (this.closing) throw new Error('queue is closing');
+  private enqueue(name: string, items: AddItem[]): Promise<void> {
+    if (this.closing) return Promise.reject(this.unavailable(name, 'enqueue', new Error('queue is closing')));
+    // close() lets adds already under way finish before it disconnects: the
+    // ingest pipeline enqueues without waiting, and an import that ends at
+    // once would otherwise lose the index jobs of its last messages.
+    const p = this.enqueueNow(name, items);
+    this.inflight.add(p);
+    void p.then(
+      () => this.inflight.delete(p),
+      () => this.inflight.delete(p),
+    );
+    return p;
+  }
+
+  private async enqueueNow(name: string, items: AddItem[]): Promise<void> {
     const producer = this.producer(name);
     // Within one batch the first add of an id wins, as in InlineQueue.
     const seen = new Set<string>();
@@ -397,13 +412,15 @@ export class BullQueue implements JobQueue {
    * stops fetching jobs, waits for the handlers that are running to finish
    * and their results to be written to Redis, then disconnects; a handler that
    * never settles keeps close() waiting. Jobs still waiting or in retry
-   * backoff stay in Redis for the other nodes or the next start. Producers
-   * close last. Calling close() again returns the same promise.
+   * backoff stay in Redis for the other nodes or the next start. Adds
+   * under way finish, then producers close. Calling close() again returns the same promise.
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
       const lanes = [...this.lanes.values()];
       await Promise.all(lanes.map((l) => l.worker?.close()));
+      // Each add is bounded (connect wait, command timeout), so this ends.
+      await Promise.allSettled([...this.inflight]);
       await Promise.all(lanes.map((l) => l.producer?.queue.close()));
     })();
     return this.closing;
