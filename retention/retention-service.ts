@@ -420,7 +420,8 @@ export class RetentionService {
   async applyHold(h: Hold, q: QueryNode = holdQuery(h)): Promise<number> {
     let n = 0;
     const policies = await this.listPolicies();
-    for await (const docs of this.walk(q, h.scope)) {
+    // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
+    for await (const docs of readAhead(this.walk(q, h.scope))) {
       for (const batch of batches(uniqueById(docs), APPLY_BATCH)) await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
       n += docs.length;
     }
@@ -689,6 +690,31 @@ function nextRecord(p: Planned, prev: MessageRetention | undefined, updatedAt: s
 function uniqueById(docs: IndexedMessage[]): IndexedMessage[] {
   const seen = new Set<string>();
   return docs.filter((d) => !seen.has(d.id) && (seen.add(d.id), true));
+}
+
+/**
+ * The items of an async iterable, each next one requested as soon as the
+ * previous is handed out, so that producing item k+1 overlaps consuming item
+ * k. Holds at most one item ahead. Stopping early returns the source.
+ */
+async function* readAhead<T>(source: AsyncIterable<T>): AsyncIterable<T> {
+  const it = source[Symbol.asyncIterator]();
+  let next = it.next();
+  try {
+    for (;;) {
+      const r = await next;
+      if (r.done) return;
+      next = it.next();
+      // Awaited on the next turn; until then a rejection must not count as unhandled.
+      next.catch(() => undefined);
+      yield r.value;
+    }
+  } finally {
+    await next.then(
+      () => it.return?.(),
+      () => undefined,
+    );
+  }
 }
 
 function batches<T>(items: T[], size: number): T[][] {

@@ -6,7 +6,7 @@ import { userInfo } from 'node:os';
 import { parseArgs } from 'node:util';
 import { loadConfig, redactConfig, type Config } from '../config/config.js';
 import { createLogger, type Logger } from '../logger.js';
-import { AppError, ConfigError } from '../errors.js';
+import { AppError, ConfigError, NotFoundError } from '../errors.js';
 import { describeScope } from '../auth/scope.js';
 import type { Role } from '../auth/roles.js';
 import type { Actor } from '../auth/types.js';
@@ -119,7 +119,21 @@ const commands: Record<string, Command> = {
     try {
       // Every rebuilt document goes through the retention engine as at ingest: a message whose
       // retention record was lost gets its retain-until and holds back (idempotent, never shortens).
-      const applyRetention = (docs: IndexedMessage[]) => services.retention.applyToDocuments(docs);
+      const applyRetention = async (docs: IndexedMessage[]) => {
+        try {
+          await services.retention.applyToDocuments(docs);
+        } catch (err) {
+          // A message was disposed of (by another node) since it was read: again one by one
+          // (idempotent), skipping what is gone.
+          if (!(err instanceof NotFoundError)) throw err;
+          for (const doc of docs) {
+            await services.retention.applyToDocuments([doc]).catch((e: unknown) => {
+              if (!(e instanceof NotFoundError)) throw e;
+              log.info({ sha256: doc.id }, 'disposed of during the reindex: no retention to apply');
+            });
+          }
+        }
+      };
       const report = await reindexFromStore(services.store, services.index, log, (n) => progress.update(`reindexed ${n}`), services.parsePool, applyRetention);
       progress.done();
       if (values.json) console.log(JSON.stringify(report, null, 2));

@@ -41,10 +41,8 @@ export interface ObjectRetention {
   retainUntil: Date;
 }
 
-/** What a batch lock change (`setLegalHolds`, `extendRetentions`) did. */
+/** What a batch lock change (`setLegalHolds`, `extendRetentions`) could not do. */
 export interface LockBatchResult {
-  /** Messages whose lock state was written (the others already were as asked, or are missing). */
-  changed: number;
   /** Listed messages that are not in the store: nothing was set for them. */
   missing: Sha256[];
 }
@@ -127,12 +125,11 @@ export interface ObjectStore {
    * The batch form of `setLegalHold`, for applying a hold to many messages:
    * when it resolves, every listed message that exists is in the requested
    * state on stable storage. Absent messages are not an error: they come
-   * back in `missing`. Idempotent (a message already in that state costs a
-   * read, no write). Throws StorageUnavailableError when the batch cannot be
+   * back in `missing`. Idempotent. Throws StorageUnavailableError when the batch cannot be
    * recorded; some messages may then be set and some not, and a retry of
-   * the whole batch is safe. fs: one transaction (one fsync) per batch; S3:
-   * no batch API, one PutObjectLegalHold per message not already in that
-   * state, a bounded number in flight.
+   * the whole batch is safe. Pass the messages not known to be in that state
+   * already. fs: one transaction (one fsync) per batch; S3: no batch API,
+   * one PutObjectLegalHold per message, a bounded number in flight.
    */
   setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult>;
 

@@ -11,10 +11,13 @@
  * policies and holds to a message the way the index job's retention hook
  * does.
  *
- * S3 caveat: the S3 endpoint enforces Object Lock retention by its own
+ * S3 caveats: the S3 endpoint enforces Object Lock retention by its own
  * (real) clock, so a test whose injected clock lies in the real future
  * cannot delete there; tests that dispose in scale-out keep their dates in
- * the real past (see retention-ten-years.test.ts).
+ * the real past (see retention-ten-years.test.ts). And every new object is
+ * locked for the store's default retention, 1 day here (production:
+ * ARCHIVE_S3_DEFAULT_RETENTION_DAYS, 2555), whatever the policies say;
+ * disposition waits for that lock too.
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';

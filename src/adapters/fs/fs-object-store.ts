@@ -43,8 +43,12 @@ export class FsObjectStore implements ObjectStore {
   /** Shard directories known to exist, so the hot path skips mkdir. */
   private readonly madeDirs = new Set<string>();
   private readonly locks: FsLockTable;
-  /** Whether `locks/` holds lock files of the first layout; looked at once (nothing writes them any more). */
-  private lockFiles: Promise<boolean> | undefined;
+  /**
+   * Whether `locks/` holds lock files of the first layout; looked at once
+   * (nothing writes them any more). When it holds none, a lock read is the
+   * table's row alone: no directory listing per message.
+   */
+  private lockFiles: boolean | undefined;
 
   constructor(private readonly root: string, spoolDir: string, opts: { clock?: () => Date } = {}) {
     this.clock = opts.clock ?? (() => new Date());
@@ -230,9 +234,17 @@ export class FsObjectStore implements ObjectStore {
 
   // --- retention and legal holds: recorded here, enforced by deleteMessage ---
 
+  private async hasLockFiles(): Promise<boolean> {
+    this.lockFiles ??= await readdir(this.locksDir).then(
+      (names) => names.length > 0,
+      () => false,
+    );
+    return this.lockFiles;
+  }
+
   /** Lock files of the first layout: the highest seq of a message and its state (seq 0: none). */
   private async readLockFile(sha256: Sha256): Promise<LockRow> {
-    if (!(await (this.lockFiles ??= readdir(this.locksDir).then((n) => n.length > 0, () => false)))) return { seq: 0, lock: { legalHold: false } };
+    if (!(await this.hasLockFiles())) return NO_LOCK;
     const dir = this.shard(this.locksDir, sha256);
     const names = await readdir(dir).catch((err: NodeJS.ErrnoException) => {
       if (err.code === 'ENOENT') return [] as string[];
@@ -243,16 +255,13 @@ export class FsObjectStore implements ObjectStore {
       const m = /^([0-9a-f]{64})\.(\d+)\.json$/.exec(n);
       if (m && m[1] === sha256) seq = Math.max(seq, Number(m[2]));
     }
-    if (seq === 0) return { seq, lock: { legalHold: false } };
+    if (seq === 0) return NO_LOCK;
     return { seq, lock: JSON.parse(await readFile(path.join(dir, `${sha256}.${seq}.json`), 'utf8')) as FsLock };
   }
 
   /** The current lock state of a message: its row or its newest lock file, whichever is later; `rowSeq` is what a write must find. */
   private async currentLock(sha256: Sha256, row: LockRow | undefined): Promise<{ seq: number; rowSeq: number; lock: FsLock }> {
-    const file = await this.readLockFile(sha256);
-    const rowSeq = row?.seq ?? 0;
-    if (file.seq > rowSeq || !row) return { seq: file.seq, rowSeq, lock: file.lock };
-    return { seq: rowSeq, rowSeq, lock: row.lock };
+    return newerLock(row, await this.readLockFile(sha256));
   }
 
   private async readLock(sha256: Sha256): Promise<{ seq: number; rowSeq: number; lock: FsLock }> {
@@ -271,7 +280,7 @@ export class FsObjectStore implements ObjectStore {
    * state, or undefined when the current one already is as asked. Messages
    * absent from the store are reported, not changed.
    */
-  private async changeLocks(items: { sha256: Sha256; change: (lock: FsLock) => FsLock | undefined }[]): Promise<LockBatchResult> {
+  private async changeLocks(items: { sha256: Sha256; change: (lock: FsLock) => FsLock | undefined }[]): Promise<LockBatchResult & { changed: number }> {
     const changes = new Map<Sha256, ((lock: FsLock) => FsLock | undefined)[]>();
     for (const { sha256, change } of items) {
       assertSha256(sha256);
@@ -289,12 +298,13 @@ export class FsObjectStore implements ObjectStore {
         if (attempt >= 20) throw new StorageUnavailableError(`could not record the lock state of ${todo[0]}: too many concurrent writers`);
         const rows = this.locks.getMany(todo);
         const writes: LockWrite[] = [];
-        await mapLimit(todo, LOCK_IO_CONCURRENCY, async (sha) => {
-          const cur = await this.currentLock(sha, rows.get(sha));
+        const plan = (sha: Sha256, cur: { seq: number; rowSeq: number; lock: FsLock }) => {
           let next: FsLock | undefined;
           for (const change of changes.get(sha)!) next = change(next ?? cur.lock) ?? next;
           if (next) writes.push({ sha256: sha, prevSeq: cur.rowSeq, seq: cur.seq + 1, lock: next });
-        });
+        };
+        if (await this.hasLockFiles()) await mapLimit(todo, LOCK_IO_CONCURRENCY, async (sha) => plan(sha, await this.currentLock(sha, rows.get(sha))));
+        else for (const sha of todo) plan(sha, newerLock(rows.get(sha), NO_LOCK));
         const lost = writes.length ? this.locks.putMany(writes) : new Set<string>();
         changed += writes.length - lost.size;
         todo = [...lost];
@@ -313,7 +323,8 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult> {
-    return this.changeLocks(sha256s.map((sha256) => ({ sha256, change: holdChange(on) })));
+    const { missing } = await this.changeLocks(sha256s.map((sha256) => ({ sha256, change: holdChange(on) })));
+    return { missing };
   }
 
   async getLegalHold(sha256: Sha256): Promise<boolean> {
@@ -336,7 +347,8 @@ export class FsObjectStore implements ObjectStore {
   }
 
   async extendRetentions(items: { sha256: Sha256; until: Date }[]): Promise<LockBatchResult> {
-    return this.changeLocks(items.map(({ sha256, until }) => ({ sha256, change: extendChange(until) })));
+    const { missing } = await this.changeLocks(items.map(({ sha256, until }) => ({ sha256, change: extendChange(until) })));
+    return { missing };
   }
 
   async deleteMessage(sha256: Sha256): Promise<DeleteResult> {
@@ -423,6 +435,16 @@ export class FsObjectStore implements ObjectStore {
 
 /** Lock files read, and messages stat'ed, at once during a batch lock change (each is one small read). */
 const LOCK_IO_CONCURRENCY = 16;
+
+/** The state of a message whose lock was never changed. */
+const NO_LOCK: LockRow = { seq: 0, lock: { legalHold: false } };
+
+/** Of a message's lock row and newest lock file, the later; `rowSeq` is what a write over it must find in the table. */
+function newerLock(row: LockRow | undefined, file: LockRow): { seq: number; rowSeq: number; lock: FsLock } {
+  const rowSeq = row?.seq ?? 0;
+  if (!row || file.seq > rowSeq) return { seq: file.seq, rowSeq, lock: file.lock };
+  return { seq: rowSeq, rowSeq, lock: row.lock };
+}
 
 function holdChange(on: boolean): (l: FsLock) => FsLock | undefined {
   return (l) => (l.legalHold === on ? undefined : { ...l, legalHold: on });

@@ -597,23 +597,29 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /**
-   * The batch form: one HEAD per message and, where the HEAD does not show
-   * the flag already as asked, one PutObjectLegalHold; at most
-   * LOCK_BATCH_CONCURRENCY messages in flight. Absent messages are reported.
+   * The batch form: one PutObjectLegalHold per message (on its current
+   * version), at most LOCK_BATCH_CONCURRENCY in flight; absent messages are
+   * reported. No HEAD first: callers pass the messages whose flag they know
+   * is not yet as asked (the retention engine: those its catalog does not
+   * record as held), so a read to skip the already-set ones would cost a
+   * request per message to save one now and then; sending the flag again is
+   * harmless.
    */
   async setLegalHolds(sha256s: Sha256[], on: boolean): Promise<LockBatchResult> {
     const missing: Sha256[] = [];
     let changed = 0;
+    const status = on ? 'ON' : 'OFF';
     await mapLimit([...new Set(sha256s)], LOCK_BATCH_CONCURRENCY, async (sha256) => {
       try {
-        if (await this.putLegalHold(sha256, on)) changed++;
+        await this.client.send(new PutObjectLegalHoldCommand({ Bucket: this.bucket, Key: this.messageKey(sha256), LegalHold: { Status: status } }));
+        changed++;
       } catch (err) {
-        if (err instanceof NotFoundError) missing.push(sha256);
-        else throw err;
+        if (isNotFound(err)) missing.push(sha256);
+        else throw new StorageUnavailableError(`could not set the legal hold of ${sha256}: ${describe(err)}`, { cause: err });
       }
     });
     if (changed) this.log.info({ messages: changed, legalHold: on }, 'legal holds set');
-    return { changed, missing };
+    return { missing };
   }
 
   /**
@@ -702,16 +708,15 @@ export class S3ObjectStore implements ObjectStore {
       if (!had || until.getTime() > had.getTime()) latest.set(sha256, until);
     }
     const missing: Sha256[] = [];
-    let changed = 0;
     await mapLimit([...latest], LOCK_BATCH_CONCURRENCY, async ([sha256, until]) => {
       try {
-        if (await this.extendRetention(sha256, until)) changed++;
+        await this.extendRetention(sha256, until);
       } catch (err) {
         if (err instanceof NotFoundError) missing.push(sha256);
         else throw err;
       }
     });
-    return { changed, missing };
+    return { missing };
   }
 
   /**
