@@ -7,7 +7,8 @@
  *   fresh Object Lock bucket and index prefix; the indices are dropped after).
  *
  *   npm run build && node dist/bench/retention.bench.js [--messages 10000]
- *     [--mode embedded|scale-out|both] [--scale-out-messages 5000] [--hold-only] [--keep]
+ *     [--mode embedded|scale-out|both] [--scale-out-messages 5000] [--hold-only]
+ *     [--profile-hold <file prefix>] [--keep]
  *
  * Phases: the build (messages stored through the real store; their index
  * documents built directly, no parse; not part of any figure) with the
@@ -55,6 +56,8 @@ const { values } = parseArgs({
     keep: { type: 'boolean' },
     /** Only the hold application (and the build): disposition and release cost minutes at 100,000 messages. */
     'hold-only': { type: 'boolean' },
+    /** Writes a V8 CPU profile of the hold application to this file (open it in Chrome DevTools). */
+    'profile-hold': { type: 'string' },
   },
 });
 const MODES: Mode[] = values.mode === 'both' ? ['embedded', 'scale-out'] : [values.mode as Mode];
@@ -223,9 +226,11 @@ async function run(mode: Mode, n: number): Promise<Result> {
   // 1. A custodian hold over half of the messages.
   const kase = await service.createCase({ name: 'Bench', matterNumber: 'B-1', custodians: ['custodian0@corp.example'] }, actor);
   let held = 0;
+  const profiler = values['profile-hold'] ? await startProfile() : undefined;
   const hold = await timed(0, async () => {
     held = (await service.createHold({ caseId: kase.id, name: 'custodian0' }, actor)).messageCount;
   });
+  if (profiler) await profiler.stop(`${values['profile-hold']}.${mode}.cpuprofile`);
   hold.messages = held;
   const holdId = (await service.listHolds(kase.id))[0].id;
   console.log(`  hold application: ${fmt(held)} held in ${hold.seconds.toFixed(2)} s = ${fmt(held / hold.seconds)} msg/s`);
@@ -266,6 +271,23 @@ async function run(mode: Mode, n: number): Promise<Result> {
     await rm(dir, { recursive: true, force: true });
   }
   return { mode, n, build, ingestHook: hook, hold, disposition, release, s3PutRate: putRate };
+}
+
+/** A V8 CPU profile of this process from now until `stop`, written as a `.cpuprofile` file. */
+async function startProfile(): Promise<{ stop(file: string): Promise<void> }> {
+  const { Session } = await import('node:inspector/promises');
+  const session = new Session();
+  session.connect();
+  await session.post('Profiler.enable');
+  await session.post('Profiler.start');
+  return {
+    async stop(file) {
+      const { profile } = await session.post('Profiler.stop');
+      await writeFile(file, JSON.stringify(profile));
+      session.disconnect();
+      console.log(`  CPU profile of the hold application: ${file}`);
+    },
+  };
 }
 
 function rate(messages: number, seconds: number | undefined): string {

