@@ -24,18 +24,8 @@
  * better-sqlite3 is synchronous: a batch of 500 changes holds the event
  * loop for a few milliseconds, its commit for one fsync.
  */
-import Database from 'better-sqlite3';
-
-/** ms a process waits for another process's write lock before failing with SQLITE_BUSY. */
-const BUSY_TIMEOUT_MS = 10_000;
-
-/**
- * Page cache per connection, KiB (SQLite's default is 2 MiB). A bulk hold
- * touches rows in hash order, i.e. at random: with a million messages (~100
- * bytes a row) the whole table fits, so a batch reads no page twice from
- * the OS. Costs at most this much memory per process.
- */
-const CACHE_KIB = 64 * 1024;
+import type Database from 'better-sqlite3';
+import { openDurableSqlite } from '../sqlite/durable-sqlite.js';
 
 /** The recorded lock state of one message. */
 export interface FsLock {
@@ -73,12 +63,8 @@ export class FsLockTable {
   /** Opens (and creates) the table on first use, so a store that never locks anything never opens it. */
   private open(): NonNullable<FsLockTable['stmts']> {
     if (this.stmts) return this.stmts;
-    const db = new Database(this.file);
+    const db = openDurableSqlite(this.file);
     try {
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma(`cache_size = -${CACHE_KIB}`);
       db.exec(`CREATE TABLE IF NOT EXISTS locks (
         sha256 TEXT PRIMARY KEY,
         seq INTEGER NOT NULL,

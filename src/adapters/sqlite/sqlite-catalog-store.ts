@@ -20,24 +20,13 @@
  */
 import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import Database from 'better-sqlite3';
+import type Database from 'better-sqlite3';
+import { openDurableSqlite } from './durable-sqlite.js';
 import type { Config } from '../../config/config.js';
 import type { Logger } from '../../logger.js';
 import { CatalogConflictError, NotFoundError, ServiceUnavailableError } from '../../errors.js';
 import type { CatalogRecord, CatalogStore, CatalogWrite, CatalogWriteOutcome, ListOptions, ListPage } from '../../ports/catalog-store.js';
 import { assertBatch, assertCollection, assertWrites, normalizeList, pageOf } from '../shared/catalog-list.js';
-
-/** ms a process waits for another process's write lock before failing with SQLITE_BUSY. */
-const BUSY_TIMEOUT_MS = 10_000;
-
-/**
- * Page cache per connection, KiB (SQLite's default is 2 MiB). The retention
- * engine keeps one record per message (~1 KB) and its bulk passes read and
- * write them in hash order, i.e. at random; a larger cache keeps the upper
- * levels and more leaves of the table in memory. Costs at most this much
- * memory per process.
- */
-const CACHE_KIB = 64 * 1024;
 
 /** Records per page of `scan` (each page is one short query; memory is one page). */
 const SCAN_PAGE = 1000;
@@ -66,11 +55,7 @@ export class SqliteCatalogStore implements CatalogStore {
     if (this.db) return;
     try {
       if (this.file !== ':memory:') mkdirSync(path.dirname(this.file), { recursive: true });
-      const db = new Database(this.file);
-      db.pragma(`busy_timeout = ${BUSY_TIMEOUT_MS}`);
-      db.pragma('journal_mode = WAL');
-      db.pragma('synchronous = FULL');
-      db.pragma(`cache_size = -${CACHE_KIB}`);
+      const db = openDurableSqlite(this.file);
       db.exec(`CREATE TABLE IF NOT EXISTS records (
         collection TEXT NOT NULL,
         id TEXT NOT NULL,
