@@ -60,8 +60,6 @@ export interface RetentionServiceOptions {
   log: Logger;
 }
 
-/** Messages per page when walking a query's matches through the index (the index's maximum page is 500). */
-const WALK_PAGE = 500;
 /** Object Lock dates stop this far ahead for a `forever` policy (S3 needs a date; it is extended whenever a policy asks for more). */
 const FOREVER_LOCK_YEARS = 100;
 /** Store calls (legal hold, retention) in flight at once during a bulk application; each is one small request or fsync. */
@@ -577,22 +575,17 @@ export class RetentionService {
   // ------------------------------------------------------------ helpers
 
   /**
-   * Pages of indexed documents matching a query (date order, cursor paging),
-   * within a scope. Refreshes the index first, so that the walk sees every
-   * document whose upsert resolved before it started. That closes the race
-   * between a new hold and a message being indexed: the ingest hook reads the
-   * active holds only after its upsert resolved, so a hold it did not see was
-   * saved after that read, and this walk (which starts after the save) sees
-   * the message.
+   * Pages of indexed documents matching a query within a scope (one pass,
+   * in no promised order). Refreshes the index first, so that the walk sees
+   * every document whose upsert resolved before it started. That closes the
+   * race between a new hold and a message being indexed: the ingest hook
+   * reads the active holds only after its upsert resolved, so a hold it did
+   * not see was saved after that read, and this walk (which starts after the
+   * save) sees the message.
    */
   async *walk(query: QueryNode, scope: HoldScope | null): AsyncIterable<IndexedMessage[]> {
     await this.o.index.refresh();
-    let cursor: string | undefined;
-    do {
-      const page = await this.o.index.search({ query, scope, sort: 'date', order: 'asc', size: WALK_PAGE, cursor });
-      if (page.hits.length) yield page.hits;
-      cursor = page.nextCursor;
-    } while (cursor);
+    yield* this.o.index.scan({ query, scope });
   }
 
   private async listAll<T>(collection: string, where?: Record<string, string>): Promise<CatalogRecord<T>[]> {

@@ -40,10 +40,12 @@ import type {
   IngestHistogram,
   IngestHistogramRequest,
   MessageIndex,
+  ScanRequest,
   Scope,
   SearchPage,
   SearchRequest,
 } from '../../src/ports/message-index.js';
+import { SCAN_PAGE_SIZE } from '../../src/ports/message-index.js';
 import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, cut, diffMappings, indexBody, toIndexDocument, yearString } from './opensearch-mappings.js';
 import { compileQuery, withScope, type OsQuery } from './opensearch-query-compiler.js';
 import { bucketStarts } from '../ingest-histogram.js';
@@ -732,6 +734,12 @@ export class OpenSearchMessageIndex implements MessageIndex {
     return out;
   }
 
+  /** Date order, search_after on the documents' own sort keys: the walk survives an alias swap by `archive reindex`. */
+  async *scan(req: ScanRequest): AsyncIterable<IndexedMessage[]> {
+    const body = { query: withScope(compileQuery(req.query), req.scope), sort: [{ date: { order: 'asc' } }, { id: { order: 'asc' } }], size: SCAN_PAGE_SIZE, _source: ['msg'] };
+    for await (const hits of this.pages(this.alias, body)) yield hits.map((h) => this.msgOf(h));
+  }
+
   /**
    * The page and the three facets as four searches in one `_msearch`: the
    * cluster runs them side by side (one search runs on one thread per shard,
@@ -970,7 +978,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
   private async copyWrittenSince(sources: string[], target: string, since: number): Promise<number> {
     if (sources.length === 0) return 0;
     let n = 0;
-    await this.scan(sources, { range: { indexedAt: { gt: since } } }, ['msg'], async (hits) => {
+    await this.forEachPage(sources, { range: { indexedAt: { gt: since } } }, ['msg'], async (hits) => {
       await this.writeDocs(
         target,
         hits.map((h) => this.msgOf(h)),
@@ -991,7 +999,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
   private async applyDeletionsSince(old: string[], index: string, since: number, swappedAt: number): Promise<number> {
     await call('refresh', () => this.client.indices.refresh({ index: this.deletionsIndex }));
     let removed = 0;
-    await this.scan([this.deletionsIndex], { range: { deletedAt: { gt: since } } }, false, async (hits) => {
+    await this.forEachPage([this.deletionsIndex], { range: { deletedAt: { gt: since } } }, false, async (hits) => {
       const ids = hits.map((h) => h._id);
       const still = old.length ? await this.existingIn(old.join(','), ids) : new Set<string>();
       const gone = ids.filter((id) => !still.has(id));
@@ -1020,21 +1028,26 @@ export class OpenSearchMessageIndex implements MessageIndex {
   }
 
   /** Pages through `indices` (by id, search-after) and hands each page to `fn`. */
-  private async scan(indices: string[], query: OsQuery, source: string[] | false, fn: (hits: Hit[]) => Promise<void>): Promise<void> {
+  private async forEachPage(indices: string[], query: OsQuery, source: string[] | false, fn: (hits: Hit[]) => Promise<void>): Promise<void> {
     const index = indices.join(',');
     await call('refresh', () => this.client.indices.refresh({ index }));
+    for await (const hits of this.pages(index, { query, sort: [{ id: { order: 'asc' } }], size: COPY_PAGE, _source: source })) await fn(hits);
+  }
+
+  /**
+   * Every hit of a sorted query, page by page (search_after on the sort keys,
+   * no totals: with `track_total_hits: false` Lucene's sort optimisation skips
+   * documents that cannot enter a page, so a page costs about its own size).
+   */
+  private async *pages(index: string, body: { query: OsQuery; sort: unknown[]; size: number; _source: string[] | false }): AsyncIterable<Hit[]> {
     let after: unknown[] | undefined;
     for (;;) {
       const r = await call('search', () =>
-        this.client.search({
-          index,
-          body: { query, sort: [{ id: { order: 'asc' } }], size: COPY_PAGE, _source: source, ...(after ? { search_after: after } : {}) } as never,
-        }),
+        this.client.search({ index, body: { ...body, track_total_hits: false, ...(after ? { search_after: after } : {}) } as never }),
       );
       const hits = (r.body as unknown as { hits: { hits: Hit[] } }).hits.hits;
-      if (hits.length === 0) return;
-      await fn(hits);
-      if (hits.length < COPY_PAGE) return;
+      if (hits.length) yield hits;
+      if (hits.length < body.size) return;
       after = hits[hits.length - 1].sort;
     }
   }

@@ -62,11 +62,13 @@ import type {
   IngestHistogram,
   IngestHistogramRequest,
   MessageIndex,
+  ScanRequest,
   Scope,
   SearchPage,
   SearchRequest,
   SortField,
 } from '../../src/ports/message-index.js';
+import { SCAN_PAGE_SIZE } from '../../src/ports/message-index.js';
 import { analyzed } from '../index-analysis.js';
 import { bucketStarts, indexedReceivedAt } from '../ingest-histogram.js';
 import {
@@ -689,6 +691,11 @@ export class SqliteMessageIndex implements MessageIndex {
     this.stmt('DELETE FROM meta WHERE key = ?').run(key);
   }
 
+  /** How many rebuilds have been committed (a scan's mids are valid within one generation). */
+  private generation(): number {
+    return Number(this.getMeta('generation') ?? 0);
+  }
+
   private rebuildState(): RebuildState | undefined {
     const v = this.getMeta('rebuild');
     return v === undefined ? undefined : (JSON.parse(v) as RebuildState);
@@ -966,6 +973,52 @@ export class SqliteMessageIndex implements MessageIndex {
   }
 
   /**
+   * One pass over the match set: its mids are read once (8 bytes per match,
+   * in one read transaction: a consistent snapshot), then the documents page
+   * by page, each page in its own short read, so writers are not held up.
+   * A mid keeps its document across re-upserts; only a rebuild's commit
+   * gives mids new meanings, and then the scan starts over.
+   */
+  async *scan(req: ScanRequest): AsyncIterable<IndexedMessage[]> {
+    const compiled = this.compiler.compile(req.query);
+    const scope = this.compiler.scope(req.scope);
+    if (scope?.sql === '0') return;
+    const t = this.t;
+    for (;;) {
+      const snapshot = this.db
+        .transaction((): { generation: number; mids: number[] } => {
+          const generation = this.generation();
+          if (compiled.matchesAll && !scope) return { generation, mids: this.stmt(`SELECT mid FROM ${t.messages} ORDER BY mid`).pluck().all() as number[] };
+          try {
+            this.fillHits(compiled, { query: req.query, scope: req.scope, sort: 'date', order: 'asc', size: 1 }, scope, false);
+            return { generation, mids: this.stmt('SELECT mid FROM temp.hits ORDER BY mid').pluck().all() as number[] };
+          } finally {
+            this.stmt('DELETE FROM temp.hits').run();
+          }
+        })
+        .deferred();
+      let rebuilt = false;
+      for (let i = 0; i < snapshot.mids.length && !rebuilt; i += SCAN_PAGE_SIZE) {
+        const docs = this.db
+          .transaction((): string[] | undefined => {
+            if (this.generation() !== snapshot.generation) return undefined;
+            return this.stmt(`SELECT doc FROM ${t.docs} WHERE mid IN (SELECT value FROM json_each(?))`)
+              .pluck()
+              .all(JSON.stringify(snapshot.mids.slice(i, i + SCAN_PAGE_SIZE))) as string[];
+          })
+          .deferred();
+        if (docs === undefined) {
+          rebuilt = true;
+          this.log.info('the index was rebuilt during a scan; scanning again');
+        } else if (docs.length) {
+          yield docs.map((d) => JSON.parse(d) as IndexedMessage);
+        }
+      }
+      if (!rebuilt) return;
+    }
+  }
+
+  /**
    * Computes the in-scope match set into temp.hits (with a bm25 score when
    * sorting by relevance). The query runs first without the scope; then the
    * scope filters: per message (its people rows, ~2 µs each) while the match
@@ -1160,6 +1213,8 @@ export class SqliteMessageIndex implements MessageIndex {
           db.exec(renameTablesSql(LIVE, OLD));
           db.exec(renameTablesSql(NEXT, LIVE));
           this.deleteMeta('rebuild');
+          // Mids of the new generation mean other documents: a scan that began before must start over.
+          this.setMeta('generation', String(this.generation() + 1));
           documents = (this.stmt(`SELECT count(*) AS n FROM ${this.t.messages}`).get() as { n: number }).n;
         }).immediate();
         done = true;

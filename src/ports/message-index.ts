@@ -62,6 +62,15 @@ export interface SearchPage {
   nextCursor?: string;
 }
 
+/** What a bulk walk selects: a query within a scope (no sort, no paging, no totals). */
+export interface ScanRequest {
+  query: QueryNode;
+  scope?: Scope | null;
+}
+
+/** Most documents in one page of a `scan`. */
+export const SCAN_PAGE_SIZE = 1000;
+
 /** A new index being built beside the live one; the live one serves searches until `commit`. */
 export interface IndexRebuild {
   upsert(docs: IndexedMessage[]): Promise<void>;
@@ -137,6 +146,18 @@ export interface MessageIndex {
   get(id: string, scope?: Scope | null): Promise<IndexedMessage | undefined>;
 
   search(req: SearchRequest): Promise<SearchPage>;
+
+  /**
+   * Every document matching a query within a scope, in pages of at most
+   * SCAN_PAGE_SIZE, in no promised order: the bulk walk behind applying a
+   * legal hold or a policy to what it selects. Costs one pass over the match
+   * set, where paging `search` would pay for totals on every page (SQLite
+   * re-materialises the whole match set per page). Sees what `search` sees
+   * when it starts: every such document that is not deleted meanwhile is
+   * yielded, at least once (a rebuild committed during the scan restarts it);
+   * documents written after the start may or may not be.
+   */
+  scan(req: ScanRequest): AsyncIterable<IndexedMessage[]>;
 
   /** Every message of a thread inside `scope`, oldest first (date, then id). At most 1,000. */
   thread(threadId: string, scope?: Scope | null): Promise<IndexedMessage[]>;

@@ -16,6 +16,7 @@ import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from
 import type { IndexedMessage } from '../../src/domain/indexed-message.js';
 import { ValidationError } from '../../src/errors.js';
 import type { IngestHistogramRequest, MessageIndex, Scope, SearchPage, SearchRequest, SortField } from '../../src/ports/message-index.js';
+import { SCAN_PAGE_SIZE } from '../../src/ports/message-index.js';
 import type { QueryNode } from '../../search/query-ast.js';
 import { parseQuery } from '../../search/query-parser.js';
 import { ALL_DESC, DOC, INDEX_DOCS, KEY_OF, allExcept, makeDoc } from '../fixtures/index-docs.js';
@@ -301,6 +302,26 @@ async function collect(index: MessageIndex, base: SearchRequest): Promise<{ keys
   return { keys, pages, totals };
 }
 
+/** Every page of a scan, checking the page size limit. */
+async function scanPages(index: MessageIndex, query: QueryNode, scope?: Scope | null): Promise<IndexedMessage[][]> {
+  const pages: IndexedMessage[][] = [];
+  for await (const page of index.scan({ query, scope })) {
+    expect(page.length).toBeGreaterThan(0);
+    expect(page.length).toBeLessThanOrEqual(SCAN_PAGE_SIZE);
+    pages.push(page);
+  }
+  return pages;
+}
+
+/** The keys a scan yields, sorted (a scan promises no order). */
+async function scanKeys(index: MessageIndex, query: QueryNode, scope?: Scope | null): Promise<string[]> {
+  return keysOf((await scanPages(index, query, scope)).flat()).sort();
+}
+
+/** Many documents with one subject word, for walks of several pages. */
+function bulkDocs(count: number, from = 0): IndexedMessage[] {
+  return Array.from({ length: count }, (_, i) => makeDoc({ n: 0x10000 + from + i, key: `bulk${from + i}`, date: new Date(Date.UTC(2020, 0, 1) + (from + i) * 60_000).toISOString(), subject: `Quarterly bulk ${from + i}` }));
+}
 
 // ---------------------------------------------------------------- ingest statistics
 
@@ -457,6 +478,13 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(asc.total).toBe(expectKeys.length);
       });
 
+      it('scan yields exactly the match set of every query case, each document once', async () => {
+        for (const { q, expectKeys } of QUERY_CASES) expect(await scanKeys(index, parseQuery(q)), q).toEqual([...expectKeys].sort());
+        expect(await scanKeys(index, ALL)).toEqual([...ALL_DESC].sort());
+        const hit = (await scanPages(index, parseQuery('budget'))).flat().find((d) => KEY_OF.get(d.id) === 'budget1');
+        expect(hit).toEqual(DOC.budget1);
+      });
+
       it.each(HOSTILE_ASTS)('hostile AST: $name', async ({ query, expectKeys }) => {
         const page = await index.search(req(query));
         expect(keysOf(page.hits)).toEqual(expectKeys);
@@ -602,6 +630,13 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
           expect(all.total).toBe(BOB_ALL.length);
           const q = await index.search(req(parseQuery('signed OR leap'), { scope }));
           expect(keysOf(q.hits)).toEqual(['multifrom', 'att2', 'mar1', 'leap', 'feb28']);
+        });
+
+        it('scan applies the scope like search; an empty scope yields nothing', async () => {
+          const scope: Scope = { addresses: ['bob@acme.org'], domains: [] };
+          expect(await scanKeys(index, ALL, scope)).toEqual([...BOB_ALL].sort());
+          expect(await scanKeys(index, parseQuery('signed OR leap'), scope)).toEqual(['att2', 'feb28', 'leap', 'mar1', 'multifrom']);
+          expect(await scanKeys(index, ALL, { addresses: [], domains: [] })).toEqual([]);
         });
 
         it('a Bcc-only (envelope) recipient and an expanded list member are in scope', async () => {
@@ -799,6 +834,39 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         await index.upsert([DOC.budget1]);
         await index.refresh();
         expect(await keys('budget')).toEqual(['budget3', 'budget1']);
+      });
+
+      it('scan walks many pages, each document once, and sees writes made before it started', async () => {
+        const docs = bulkDocs(2 * SCAN_PAGE_SIZE + 345);
+        for (let i = 0; i < docs.length; i += 500) await index.upsert(docs.slice(i, i + 500));
+        await index.upsert([DOC.budget1]);
+        await index.refresh();
+        const pages = await scanPages(index, parseQuery('quarterly'));
+        expect(pages.length).toBeGreaterThanOrEqual(3);
+        const ids = pages.flat().map((d) => d.id);
+        expect(ids).toHaveLength(docs.length);
+        expect(new Set(ids)).toEqual(new Set(docs.map((d) => d.id)));
+        expect(await scanKeys(index, parseQuery('quarterly'), { addresses: ['nobody@nowhere.test'], domains: [] })).toEqual([]);
+      });
+
+      it('scan across a rebuild committed mid-walk: every document of the new index is yielded, nothing else', async () => {
+        const docs = bulkDocs(2 * SCAN_PAGE_SIZE + 500);
+        for (let i = 0; i < docs.length; i += 500) await index.upsert(docs.slice(i, i + 500));
+        await index.refresh();
+        const walk = index.scan({ query: parseQuery('quarterly') })[Symbol.asyncIterator]();
+        const first = await walk.next();
+        expect(first.done).toBe(false);
+        const seen = [...(first.value as IndexedMessage[])];
+        // The new generation keeps every other document, so its internal numbering differs from the old one.
+        const kept = docs.filter((_, i) => i % 2 === 1);
+        const rebuild = await index.beginRebuild();
+        await rebuild.upsert(kept);
+        await rebuild.commit();
+        for (let r = await walk.next(); !r.done; r = await walk.next()) seen.push(...r.value);
+        const byId = new Map(docs.map((d) => [d.id, d]));
+        for (const d of seen) expect(d).toEqual(byId.get(d.id));
+        const seenIds = new Set(seen.map((d) => d.id));
+        for (const d of kept) expect(seenIds.has(d.id), d.id).toBe(true);
       });
 
       it('rebuild: abort leaves the live index untouched, and a later rebuild works', async () => {
