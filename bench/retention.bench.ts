@@ -66,6 +66,10 @@ const log = pino({ level: 'warn' });
 /** Messages stored, indexed and recorded per batch while building (the index job's batch size is of this order). */
 const BATCH = 500;
 
+function isAsyncIterable(v: unknown): v is AsyncIterable<unknown> {
+  return typeof v === 'object' && v !== null && !(v instanceof Promise) && typeof (v as Record<symbol, unknown>)[Symbol.asyncIterator] === 'function';
+}
+
 /**
  * Wall time per component (index, catalog, store) during which at least one
  * of its calls was in flight: overlapping calls count once, so the times
@@ -91,6 +95,11 @@ class BusyClock {
             this.end(name);
             throw err;
           }
+          if (isAsyncIterable(r)) {
+            // A scan: its work happens in each next(), timed like a call.
+            this.end(name);
+            return this.timedIterable(name, r);
+          }
           if (!(r instanceof Promise)) {
             this.end(name);
             return r;
@@ -99,6 +108,28 @@ class BusyClock {
         };
       },
     });
+  }
+
+  private timedIterable<V>(name: string, source: AsyncIterable<V>): AsyncIterable<V> {
+    return {
+      [Symbol.asyncIterator]: () => {
+        const it = source[Symbol.asyncIterator]();
+        return {
+          next: () => {
+            this.begin(name);
+            let p: Promise<IteratorResult<V>>;
+            try {
+              p = it.next();
+            } catch (err) {
+              this.end(name);
+              throw err;
+            }
+            return p.finally(() => this.end(name));
+          },
+          return: async (value?: unknown) => (it.return ? it.return(value) : { done: true as const, value: undefined as never }),
+        };
+      },
+    };
   }
 
   private begin(name: string): void {

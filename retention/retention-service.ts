@@ -16,6 +16,7 @@ import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import { MAX_BATCH, type CatalogRecord, type CatalogStore, type CatalogWrite } from '../src/ports/catalog-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
+import { SCAN_PAGE_SIZE } from '../src/ports/message-index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
 import type { AuditEvent } from '../src/audit/audit-trail.js';
@@ -67,10 +68,11 @@ const STORE_CONCURRENCY = 16;
 /**
  * Messages per batch when applying policies and holds: one catalog `getMany`,
  * one `setLegalHolds`/`extendRetentions` and one catalog `writeMany` each
- * (SQLite and the fs store: one fsync each per batch). At most the catalog's
- * MAX_BATCH; a batch's records are held in memory (~1 KB each).
+ * (SQLite and the fs store: one fsync each per batch). A page of an index
+ * scan (ids ascending, so the batch's records share pages), at most the
+ * catalog's MAX_BATCH; a batch's records are held in memory (~1 KB each).
  */
-const APPLY_BATCH = Math.min(500, MAX_BATCH);
+const APPLY_BATCH = Math.min(SCAN_PAGE_SIZE, MAX_BATCH);
 /** Rounds of re-reading and re-writing the items of a batch that lost an optimistic race to another writer, before giving up. */
 const MAX_WRITE_ROUNDS = 7;
 

@@ -734,9 +734,9 @@ export class OpenSearchMessageIndex implements MessageIndex {
     return out;
   }
 
-  /** Date order, search_after on the documents' own sort keys: the walk survives an alias swap by `archive reindex`. */
+  /** Id order, search_after on the documents' own ids: the walk survives an alias swap by `archive reindex`. */
   async *scan(req: ScanRequest): AsyncIterable<IndexedMessage[]> {
-    const body = { query: withScope(compileQuery(req.query), req.scope), sort: [{ date: { order: 'asc' } }, { id: { order: 'asc' } }], size: SCAN_PAGE_SIZE, _source: ['msg'] };
+    const body = { query: withScope(compileQuery(req.query), req.scope), sort: [{ id: { order: 'asc' } }], size: SCAN_PAGE_SIZE, _source: ['msg'] };
     for await (const hits of this.pages(this.alias, body)) yield hits.map((h) => this.msgOf(h));
   }
 

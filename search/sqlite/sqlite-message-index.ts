@@ -973,8 +973,8 @@ export class SqliteMessageIndex implements MessageIndex {
   }
 
   /**
-   * One pass over the match set: its mids are read once (8 bytes per match,
-   * in one read transaction: a consistent snapshot), then the documents page
+   * One pass over the match set: its mids are read once in id order (8 bytes
+   * per match, in one read transaction: a consistent snapshot), then the documents page
    * by page, each page in its own short read, so writers are not held up.
    * A mid keeps its document across re-upserts; only a rebuild's commit
    * gives mids new meanings, and then the scan starts over.
@@ -988,10 +988,10 @@ export class SqliteMessageIndex implements MessageIndex {
       const snapshot = this.db
         .transaction((): { generation: number; mids: number[] } => {
           const generation = this.generation();
-          if (compiled.matchesAll && !scope) return { generation, mids: this.stmt(`SELECT mid FROM ${t.messages} ORDER BY mid`).pluck().all() as number[] };
+          if (compiled.matchesAll && !scope) return { generation, mids: this.stmt(`SELECT mid FROM ${t.messages} ORDER BY id`).pluck().all() as number[] };
           try {
             this.fillHits(compiled, { query: req.query, scope: req.scope, sort: 'date', order: 'asc', size: 1 }, scope, false);
-            return { generation, mids: this.stmt('SELECT mid FROM temp.hits ORDER BY mid').pluck().all() as number[] };
+            return { generation, mids: this.stmt(`SELECT h.mid FROM temp.hits h CROSS JOIN ${t.messages} m ON m.mid = h.mid ORDER BY m.id`).pluck().all() as number[] };
           } finally {
             this.stmt('DELETE FROM temp.hits').run();
           }
@@ -1002,7 +1002,7 @@ export class SqliteMessageIndex implements MessageIndex {
         const docs = this.db
           .transaction((): string[] | undefined => {
             if (this.generation() !== snapshot.generation) return undefined;
-            return this.stmt(`SELECT doc FROM ${t.docs} WHERE mid IN (SELECT value FROM json_each(?))`)
+            return this.stmt(`SELECT d.doc FROM json_each(?) j CROSS JOIN ${t.docs} d ON d.mid = j.value ORDER BY j.key`)
               .pluck()
               .all(JSON.stringify(snapshot.mids.slice(i, i + SCAN_PAGE_SIZE))) as string[];
           })

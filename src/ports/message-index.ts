@@ -149,13 +149,16 @@ export interface MessageIndex {
 
   /**
    * Every document matching a query within a scope, in pages of at most
-   * SCAN_PAGE_SIZE, in no promised order: the bulk walk behind applying a
-   * legal hold or a policy to what it selects. Costs one pass over the match
-   * set, where paging `search` would pay for totals on every page (SQLite
-   * re-materialises the whole match set per page). Sees what `search` sees
-   * when it starts: every such document that is not deleted meanwhile is
-   * yielded, at least once (a rebuild committed during the scan restarts it);
-   * documents written after the start may or may not be.
+   * SCAN_PAGE_SIZE, in ascending id order: the bulk walk behind applying a
+   * legal hold or a policy to what it selects. Id order is the key order of
+   * the per-message records those walks write (catalog, lock table), so a
+   * batch of writes lands on neighbouring pages instead of one page per
+   * message. Costs one pass over the match set, where paging `search` would
+   * pay for totals on every page (SQLite re-materialises the whole match set
+   * per page). Sees what `search` sees when it starts: every such document
+   * that is not deleted meanwhile is yielded, at least once (a rebuild
+   * committed during the scan restarts it, from the lowest id); documents
+   * written after the start may or may not be.
    */
   scan(req: ScanRequest): AsyncIterable<IndexedMessage[]>;
 

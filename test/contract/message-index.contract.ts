@@ -313,9 +313,12 @@ async function scanPages(index: MessageIndex, query: QueryNode, scope?: Scope | 
   return pages;
 }
 
-/** The keys a scan yields, sorted (a scan promises no order). */
+/** The keys a scan yields, checking that it yields them in ascending id order; sorted by key. */
 async function scanKeys(index: MessageIndex, query: QueryNode, scope?: Scope | null): Promise<string[]> {
-  return keysOf((await scanPages(index, query, scope)).flat()).sort();
+  const docs = (await scanPages(index, query, scope)).flat();
+  const ids = docs.map((d) => d.id);
+  expect(ids).toEqual([...ids].sort());
+  return keysOf(docs).sort();
 }
 
 /** Many documents with one subject word, for walks of several pages. */
@@ -845,6 +848,7 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(pages.length).toBeGreaterThanOrEqual(3);
         const ids = pages.flat().map((d) => d.id);
         expect(ids).toHaveLength(docs.length);
+        expect(ids).toEqual(docs.map((d) => d.id).sort());
         expect(new Set(ids)).toEqual(new Set(docs.map((d) => d.id)));
         expect(await scanKeys(index, parseQuery('quarterly'), { addresses: ['nobody@nowhere.test'], domains: [] })).toEqual([]);
       });
