@@ -8,7 +8,7 @@
  *
  *   npm run build && node dist/bench/retention.bench.js [--messages 10000]
  *     [--mode embedded|scale-out|both] [--scale-out-messages 5000] [--hold-only]
- *     [--profile-hold <file prefix>] [--keep]
+ *     [--profile-hold <file prefix>] [--keep] [--reuse <dir>]
  *
  * Phases: the build (messages stored through the real store; their index
  * documents built directly, no parse; not part of any figure) with the
@@ -24,9 +24,15 @@
  * On scale-out the S3 endpoint dominates: moto manages ~150 small requests/s
  * (printed as its PUT ceiling), and S3 has no batch API for legal holds, so
  * measure scale-out at a smaller N (--scale-out-messages).
+ *
+ * --reuse <dir> (embedded): builds the archive in <dir> and keeps it; a later
+ * run with the same <dir> and --messages skips the build (an hour at
+ * 1,000,000 messages on 2 cores), releases the holds of earlier runs
+ * (untimed) and times a new hold, so the hold can be measured again on a
+ * quiet machine.
  */
 import { createHash } from 'node:crypto';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
@@ -54,6 +60,7 @@ const { values } = parseArgs({
     'scale-out-messages': { type: 'string' },
     mode: { type: 'string', default: 'embedded' },
     keep: { type: 'boolean' },
+    reuse: { type: 'string' },
     /** Only the hold application (and the build): disposition and release cost minutes at 100,000 messages. */
     'hold-only': { type: 'boolean' },
     /** Writes a V8 CPU profile of the hold application to this file (open it in Chrome DevTools). */
@@ -175,7 +182,10 @@ interface Result {
 }
 
 async function run(mode: Mode, n: number): Promise<Result> {
-  const dir = await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), `retention-bench-${mode}-`));
+  if (values.reuse && mode !== 'embedded') throw new Error('--reuse is for the embedded mode');
+  const dir = values.reuse ? path.resolve(values.reuse) : await mkdtemp(path.join(process.env.BENCH_DIR ?? os.tmpdir(), `retention-bench-${mode}-`));
+  const builtMarker = path.join(dir, 'built.json');
+  const reused = values.reuse ? await readBuilt(builtMarker, n) : false;
   let now = DateTime.fromISO('2024-06-01T00:00:00Z', { zone: 'utc' });
   const clock = () => now;
   let baseStore: ObjectStore;
@@ -205,7 +215,7 @@ async function run(mode: Mode, n: number): Promise<Result> {
   const service = new RetentionService({ catalog, index, store, audit, clock, log });
   await service.init();
   const actor = { user: 'bench@corp.example' };
-  await service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 30, from: 'received' }, action: 'delete' }, actor);
+  if (!reused) await service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 30, from: 'received' }, action: 'delete' }, actor);
   const spool = path.join(dir, 'bench-spool');
   await mkdir(spool, { recursive: true });
   const timed = async (messages: number, fn: () => Promise<unknown>): Promise<Phase> => {
@@ -217,10 +227,15 @@ async function run(mode: Mode, n: number): Promise<Result> {
     return { messages, seconds: (performance.now() - t) / 1000, cpu: (cpu.user + cpu.system) / 1e6, index: busy.seconds('index'), catalog: busy.seconds('catalog'), store: busy.seconds('store') };
   };
 
-  console.log(`[${mode}] building ${fmt(n)} messages in ${dir} …`);
   const t0 = performance.now();
   const hook: Phase = { messages: n, seconds: 0, cpu: 0, index: 0, catalog: 0, store: 0 };
-  for (let start = 0; start < n; start += BATCH) {
+  if (reused) {
+    console.log(`[${mode}] reusing ${fmt(n)} messages in ${dir}; releasing earlier holds (untimed) …`);
+    for (const h of await service.listHolds()) if (h.status === 'active') await service.releaseHold(h.id, 'bench: next run', actor);
+  } else {
+    console.log(`[${mode}] building ${fmt(n)} messages in ${dir} …`);
+  }
+  for (let start = 0; !reused && start < n; start += BATCH) {
     const docs: IndexedMessage[] = [];
     await Promise.all(
       Array.from({ length: Math.min(BATCH, n - start) }, async (_, k) => {
@@ -252,7 +267,10 @@ async function run(mode: Mode, n: number): Promise<Result> {
     if ((start / BATCH) % 20 === 0) process.stdout.write(`\r  ${fmt(start + docs.length)} built`);
   }
   const build = (performance.now() - t0) / 1000;
-  console.log(`\r  built ${fmt(n)} in ${build.toFixed(1)} s (${fmt(n / build)} msg/s: store, index, and the ingest hook at ${fmt(n / hook.seconds)} msg/s)`);
+  if (!reused) {
+    console.log(`\r  built ${fmt(n)} in ${build.toFixed(1)} s (${fmt(n / build)} msg/s: store, index, and the ingest hook at ${fmt(n / hook.seconds)} msg/s)`);
+    if (values.reuse) await writeFile(builtMarker, JSON.stringify({ messages: n }));
+  }
 
   // 1. A custodian hold over half of the messages.
   const kase = await service.createCase({ name: 'Bench', matterNumber: 'B-1', custodians: ['custodian0@corp.example'] }, actor);
@@ -297,11 +315,24 @@ async function run(mode: Mode, n: number): Promise<Result> {
   await baseIndex.close();
   await baseCatalog.close();
   await baseStore.close();
-  if (!values.keep) {
+  if (!values.keep && !values.reuse) {
     if (env) await dropOpenSearchIndices(env.ARCHIVE_OPENSEARCH_URL!, env.ARCHIVE_OPENSEARCH_INDEX_PREFIX!);
     await rm(dir, { recursive: true, force: true });
   }
   return { mode, n, build, ingestHook: hook, hold, disposition, release, s3PutRate: putRate };
+}
+
+/** Whether `file` records a finished build of `n` messages (a different size is refused: the figures would mislead). */
+async function readBuilt(file: string, n: number): Promise<boolean> {
+  let built: { messages: number };
+  try {
+    built = JSON.parse(await readFile(file, 'utf8')) as { messages: number };
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return false;
+    throw err;
+  }
+  if (built.messages !== n) throw new Error(`${file}: built with ${built.messages} messages, not --messages ${n}`);
+  return true;
 }
 
 /** A V8 CPU profile of this process from now until `stop`, written as a `.cpuprofile` file. */
