@@ -28,6 +28,8 @@ export interface RetentionReportData {
   dispositions: { count: number; bytes: number; perPolicyVersion: PolicyVersionCount[] };
   /** Messages keeping a later retain-until than their current policy gives (never shortened). */
   keptLonger: { sha256: string; policyId: string; policyVersion: number; retainUntil: string; policyRetainUntil: string }[];
+  /** How the store enforces retention and holds (its driver and lock settings), when the archive was given it. */
+  immutability?: string;
   /** Filled in by the caller (src/integrity/fixity-check.ts), when run. */
   fixity?: { checked: number; ok: number; problems: number; bytes: number; startedAt: string; finishedAt: string };
 }
@@ -75,6 +77,8 @@ export class RetentionReports {
   constructor(
     private readonly catalog: CatalogStore,
     private readonly clock: Clock,
+    /** One line for the report: how the store enforces retain-until and legal holds. */
+    private readonly immutability?: string,
   ) {}
 
   private now(): string {
@@ -134,6 +138,7 @@ export class RetentionReports {
     return {
       generatedAt: this.now(),
       period,
+      ...(this.immutability ? { immutability: this.immutability } : {}),
       policies: policies
         .sort((a, b) => (a.isDefault ? 1 : b.isDefault ? -1 : a.name.localeCompare(b.name)))
         .map((policy) => ({

@@ -20,6 +20,7 @@ import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
 import { createExports, type ExportService, type ExportJob } from './export/index.js';
 import { DispositionJob, RetentionReports, RetentionService, holdQuery, systemClock } from '../retention/index.js';
+import { describeImmutability } from './reports/immutability.js';
 import type { QueryNode } from '../search/index.js';
 import { ValidationError } from './errors.js';
 
@@ -140,7 +141,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     exportJob,
     retention,
     disposition,
-    retentionReports: new RetentionReports(catalog, systemClock),
+    retentionReports: new RetentionReports(catalog, systemClock, describeImmutability(config)),
     startWorkers() {
       if (workers) return;
       workers = true;

@@ -121,8 +121,10 @@ describe.runIf(enabled)(`retention API (${mode})`, () => {
 
   it('reports: JSON, CSV and PDF for auditors; the certificate is signed; PDFs render with content on every page', async () => {
     expect((await officer.fetch('/api/reports/retention')).status).toBe(403);
-    const rep = (await (await auditor.fetch('/api/reports/retention?fixity=true')).json()) as { totals: { messages: number; held: number }; fixity: { checked: number; problems: number }; holds: unknown[] };
+    const rep = (await (await auditor.fetch('/api/reports/retention?fixity=true')).json()) as { totals: { messages: number; held: number }; fixity: { checked: number; problems: number }; holds: unknown[]; immutability: string };
     expect(rep.totals).toMatchObject({ messages: 3, held: 2 });
+    // Auditors learn whether storage itself refuses early deletion.
+    expect(rep.immutability).toMatch(mode === 'embedded' ? /^Local file system: .*enforced by the archive/ : /^S3 Object Lock on bucket \S+ \(versioned\), (COMPLIANCE|GOVERNANCE) mode: every message object is written with \d+ days.*Storage refuses early deletion on its own/);
     expect(rep.fixity).toMatchObject({ checked: 3, problems: 0 });
     const csv = await auditor.fetch('/api/reports/retention?format=csv');
     expect(csv.headers.get('content-type')).toMatch(/text\/csv/);
@@ -149,7 +151,9 @@ describe.runIf(enabled)(`retention API (${mode})`, () => {
       const pages = await renderPdf(pdf, dir, name);
       expect(pages.length, name).toBeGreaterThanOrEqual(2);
       for (const share of pages) expect(share, `${name}: a page without content`).toBeGreaterThan(0.002);
-      expect((await run('pdftotext', [path.join(dir, `${name}.pdf`), '-'])).stdout).toContain('Example Corp Ltd');
+      const text = (await run('pdftotext', [path.join(dir, `${name}.pdf`), '-'])).stdout;
+      expect(text).toContain('Example Corp Ltd');
+      if (name === 'retention') expect(text).toContain(mode === 'embedded' ? 'Local file system' : 'S3 Object Lock');
     }
     console.log(`retention report PDFs rendered to ${dir}`);
   }, 60_000);

@@ -90,6 +90,7 @@ export function retentionReportCsv(d: RetentionReportData): string {
   for (const h of d.holds) out += csvRow(['hold', h.hold.id, h.hold.name, '', String(h.messages), '', `${h.caseName}; ${h.hold.status}${h.hold.releaseReason ? `; released: ${h.hold.releaseReason}` : ''}`]);
   for (const p of d.dispositions.perPolicyVersion) out += csvRow(['disposed', `${p.policyId}@${p.policyVersion}`, p.policyName, String(p.policyVersion), String(p.count), String(p.bytes), `${d.period.from} to ${d.period.to}`]);
   for (const k of d.keptLonger) out += csvRow(['kept-longer', k.sha256, k.policyId, String(k.policyVersion), '', '', `kept until ${k.retainUntil}; policy gives ${k.policyRetainUntil}`]);
+  if (d.immutability) out += csvRow(['immutability', '', '', '', '', '', d.immutability]);
   if (d.fixity) out += csvRow(['fixity', '', '', '', String(d.fixity.checked), String(d.fixity.bytes), `${d.fixity.ok} ok, ${d.fixity.problems} problems`]);
   return out;
 }
@@ -286,6 +287,7 @@ export async function retentionReportPdf(d: RetentionReportData, meta: ReportMet
     ['Messages kept forever', fmt(d.totals.forever)],
     ['Dispositions awaiting approval', fmt(d.totals.awaitingApproval)],
     ['Messages disposed of in the period', `${fmt(d.dispositions.count)} (${bytes(d.dispositions.bytes)})`],
+    ...(d.immutability ? [['Immutability', d.immutability] as [string, string]] : []),
     ['Fixity', d.fixity ? `${fmt(d.fixity.checked)} objects re-hashed (${bytes(d.fixity.bytes)}), ${fmt(d.fixity.ok)} intact, ${fmt(d.fixity.problems)} problems; ${d.fixity.finishedAt.slice(0, 19)} UTC` : 'not run for this report'],
   ]);
   pdf.heading('Policies');
