@@ -128,9 +128,9 @@ export interface MessageIndex {
 
   /**
    * Inserts or replaces documents by id, as one batch. Durable on return, and
-   * visible to `get` and `existing` at once; visible to `search` and `thread`
-   * within the engine's refresh interval (OpenSearch: 1 s; SQLite: at once),
-   * or at once after `refresh()`.
+   * visible to `existing` at once; visible to `get`, `search`, `scan` and
+   * `thread` within the engine's refresh interval (OpenSearch: 1 s; SQLite:
+   * at once), or at once after `refresh()`.
    */
   upsert(docs: IndexedMessage[]): Promise<void>;
 
