@@ -9,9 +9,13 @@
  * - brute force: failures are slowed, then the account locks, and the
  *   lockout is in the audit trail;
  * - helmet headers, body limits, no stack traces, rate limits.
+ *
+ * On both deployments: users, tokens, sessions, throttles and the audit
+ * trail live in the catalog (SQLite, or OpenSearch in scale-out).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { startInProcess } from './helpers/archive-process.js';
+import { dropModeIndices, MODES } from './helpers/modes.js';
 import { makeUser, TEST_ACTOR, type TestUser } from './helpers/auth.js';
 import type { RunningArchive } from '../src/main.js';
 import { totp } from '../src/auth/totp.js';
@@ -58,9 +62,14 @@ function cookieJar() {
   };
 }
 
-describe('authentication and roles', () => {
+describe.each(MODES.filter((m) => m.enabled))('authentication and roles ($mode)', ({ mode, env }) => {
   let archive: Archive;
+  let modeEnv: Record<string, string>;
   let base: string;
+  // The sign-in backoff after the 2nd failure. Scale-out answers slower (each failure writes a throttle
+  // and audit records to OpenSearch, ~5-10× the SQLite time on a loaded machine), so it gets a longer one:
+  // "right away" must stay well inside it.
+  const backoffMs = mode === 'embedded' ? 300 : 1000;
   let admin: TestUser;
   let officer: TestUser;
   let reviewer: TestUser;
@@ -68,20 +77,25 @@ describe('authentication and roles', () => {
   let auditorOfficer: TestUser;
 
   beforeAll(async () => {
-    archive = await startInProcess({ ARCHIVE_COOKIE_SECURE: 'false', ARCHIVE_RATE_LIMIT_SIGN_IN: '1000', ARCHIVE_AUTH_BACKOFF_MS: '300', ARCHIVE_AUTH_LOCKOUT_THRESHOLD: '5', ARCHIVE_AUTH_LOCKOUT_MINUTES: '1' });
+    modeEnv = await env();
+    archive = await startInProcess({ ...modeEnv, ARCHIVE_COOKIE_SECURE: 'false', ARCHIVE_RATE_LIMIT_SIGN_IN: '1000', ARCHIVE_AUTH_BACKOFF_MS: String(backoffMs), ARCHIVE_AUTH_LOCKOUT_THRESHOLD: '5', ARCHIVE_AUTH_LOCKOUT_MINUTES: '1' });
     base = `http://127.0.0.1:${archive.httpPort}`;
     admin = await makeUser(archive.services, base, { roles: ['admin'] });
     officer = await makeUser(archive.services, base, { roles: ['officer'] });
     reviewer = await makeUser(archive.services, base, { roles: ['reviewer'] });
     auditor = await makeUser(archive.services, base, { roles: ['auditor'] });
     auditorOfficer = await makeUser(archive.services, base, { roles: ['auditor', 'officer'] });
+    expect(archive.services.catalog.driver).toBe(mode === 'embedded' ? 'sqlite' : 'opensearch');
   });
   afterAll(async () => {
     await archive?.close();
+    await dropModeIndices(modeEnv);
   });
 
   it('there are no default credentials: a fresh archive has no users and refuses the usual guesses', async () => {
-    const fresh = await startInProcess({ ARCHIVE_COOKIE_SECURE: 'false' });
+    // A fresh deployment: its own data directory, and in scale-out its own bucket and index prefix.
+    const freshEnv = await env();
+    const fresh = await startInProcess({ ...freshEnv, ARCHIVE_COOKIE_SECURE: 'false' });
     try {
       expect(await fresh.services.auth.listUsers()).toEqual([]);
       for (const [email, password] of [
@@ -94,6 +108,7 @@ describe('authentication and roles', () => {
       }
     } finally {
       await fresh.close();
+      await dropModeIndices(freshEnv);
     }
   });
 
@@ -218,7 +233,8 @@ describe('authentication and roles', () => {
   });
 
   it('secure cookies use the __Host- prefix and the Secure flag', async () => {
-    const secure = await startInProcess({ ARCHIVE_COOKIE_SECURE: 'true' });
+    const secureEnv = await env();
+    const secure = await startInProcess({ ...secureEnv, ARCHIVE_COOKIE_SECURE: 'true' });
     try {
       const u = await makeUser(secure.services, '', { roles: ['reviewer'] });
       await secure.services.auth.changePassword(u.email, u.password, 'correct horse battery staple', TEST_ACTOR);
@@ -230,6 +246,7 @@ describe('authentication and roles', () => {
       expect(r.headers.get('strict-transport-security')).toMatch(/max-age=/);
     } finally {
       await secure.close();
+      await dropModeIndices(secureEnv);
     }
   });
 
@@ -320,7 +337,7 @@ describe('authentication and roles', () => {
     const attempt = (password: string) => fetch(`${base}/api/auth/sign-in`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: JSON.stringify({ email: u.email, password }) });
     const statuses: number[] = [];
     const wrongTimes: number[] = [];
-    // Settings: backoff 300 ms after the 2nd failure, doubling; lock after 5 failures.
+    // Settings: backoff `backoffMs` after the 2nd failure, doubling; lock after 5 failures.
     let failures = 0;
     const t0 = Date.now();
     while (failures < 5) {
@@ -336,12 +353,12 @@ describe('authentication and roles', () => {
       expect(retryAfter).toBeGreaterThanOrEqual(1);
       // Slowed: retry right away is refused again without checking the password.
       expect((await attempt('the right passphrase')).status).toBe(429);
-      await new Promise((res) => setTimeout(res, 350 * 2 ** Math.max(0, failures - 2)));
+      await new Promise((res) => setTimeout(res, (backoffMs + 50) * 2 ** Math.max(0, failures - 2)));
     }
     // The first two wrong passwords answer at once; after that each one waits longer.
     expect(statuses.slice(0, 2)).toEqual([401, 401]);
     expect(statuses.filter((s) => s === 429).length).toBeGreaterThanOrEqual(3);
-    expect(wrongTimes[4] - wrongTimes[1]).toBeGreaterThanOrEqual(300 + 600 + 1200 - 100);
+    expect(wrongTimes[4] - wrongTimes[1]).toBeGreaterThanOrEqual(backoffMs * (1 + 2 + 4) - 100);
     // Locked: even the right password is refused now.
     const locked = await attempt('the right passphrase');
     expect(locked.status).toBe(429);
@@ -404,9 +421,10 @@ describe('authentication and roles', () => {
   });
 });
 
-describe('rate limits', () => {
+describe.each(MODES.filter((m) => m.enabled))('rate limits ($mode)', ({ env }) => {
   it('sign-in and search are rate-limited per client and per user', async () => {
-    const archive = await startInProcess({ ARCHIVE_COOKIE_SECURE: 'false', ARCHIVE_RATE_LIMIT_SIGN_IN: '4', ARCHIVE_RATE_LIMIT_SEARCH: '3' });
+    const modeEnv = await env();
+    const archive = await startInProcess({ ...modeEnv, ARCHIVE_COOKIE_SECURE: 'false', ARCHIVE_RATE_LIMIT_SIGN_IN: '4', ARCHIVE_RATE_LIMIT_SEARCH: '3' });
     try {
       const base = `http://127.0.0.1:${archive.httpPort}`;
       const statuses: number[] = [];
@@ -427,6 +445,7 @@ describe('rate limits', () => {
       expect((await other.fetch('/api/search?q=x')).status).toBe(200);
     } finally {
       await archive.close();
+      await dropModeIndices(modeEnv);
     }
   });
 });

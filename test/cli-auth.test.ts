@@ -3,17 +3,20 @@
  * binary: `users add` prints a one-time password, `tokens create` prints the
  * token as its last line and it works against the API, `tokens revoke` ends
  * it, and `audit verify` exits 1 naming the first bad record once the
- * trail has been tampered with.
+ * trail has been tampered with. On both deployments (the users, tokens and
+ * the trail live in the catalog: SQLite, or OpenSearch in scale-out).
  */
-import path from 'node:path';
-import Database from 'better-sqlite3';
-import { describe, expect, it } from 'vitest';
+import { describe, expect, it, onTestFinished } from 'vitest';
 import { runCli, startInProcess, tempDir } from './helpers/archive-process.js';
+import { dropModeIndices, MODES, tamperCatalogRecord } from './helpers/modes.js';
+import { AUDIT_COLLECTION, type AuditRecord } from '../src/audit/audit-trail.js';
 
-describe('archive users, tokens and audit', () => {
+describe.each(MODES.filter((m) => m.enabled))('archive users, tokens and audit ($mode)', ({ env: modeEnvOf }) => {
   it('users add → tokens create → the token works → revoke ends it; audit verify catches tampering', async () => {
     const dataDir = await tempDir();
-    const env = { ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' };
+    const modeEnv = await modeEnvOf();
+    onTestFinished(() => dropModeIndices(modeEnv));
+    const env = { ...modeEnv, ARCHIVE_DATA_DIR: dataDir, ARCHIVE_LOG_LEVEL: 'warn' };
 
     const add = await runCli(['users', 'add', '--email', 'Officer@Corp.Example', '--role', 'officer', '--role', 'reviewer', '--scope-domain', 'corp.example', '--scope-address', 'ceo@board.example'], env);
     expect(add.code, add.stderr).toBe(0);
@@ -51,7 +54,7 @@ describe('archive users, tokens and audit', () => {
     const id = token.split('_')[1];
     expect((await runCli(['tokens', 'create', '--email', 'nobody@corp.example'], env)).code).toBe(1);
 
-    const archive = await startInProcess({ ARCHIVE_COOKIE_SECURE: 'false' }, dataDir);
+    const archive = await startInProcess({ ...modeEnv, ARCHIVE_COOKIE_SECURE: 'false' }, dataDir);
     try {
       const base = `http://127.0.0.1:${archive.httpPort}`;
       const me = await fetch(`${base}/api/auth/me`, { headers: { authorization: `Bearer ${token}` } });
@@ -82,20 +85,19 @@ describe('archive users, tokens and audit', () => {
     expect(seal.code).toBe(0);
     expect(seal.stdout).toMatch(/sealed: record \d+/);
 
-    // Tamper with record 2 behind the archive's back.
-    const db = new Database(path.join(dataDir, 'catalog', 'records.sqlite'));
-    const row = db.prepare("SELECT data FROM records WHERE collection = 'audit' AND id = '000000000002'").get() as { data: string };
-    expect(JSON.parse(row.data).action).toBe('user.create');
-    db.prepare("UPDATE records SET data = json_set(data, '$.target', 'someone-else@corp.example') WHERE collection = 'audit' AND id = '000000000002'").run();
-    db.close();
+    // Tamper with record 2 behind the archive's back (in SQLite, or in OpenSearch).
+    const before = await tamperCatalogRecord<AuditRecord>(dataDir, modeEnv, AUDIT_COLLECTION, '000000000002', (r) => ({ ...r, target: 'someone-else@corp.example' }));
+    expect(before.action).toBe('user.create');
     const bad = await runCli(['audit', 'verify'], env);
     expect(bad.code).toBe(1);
     expect(bad.stdout).toMatch(/AUDIT TRAIL DAMAGED at record 2 \(id 000000000002\): record 2 was altered/);
     const json = await runCli(['audit', 'verify', '--json'], env);
     expect(json.code).toBe(1);
     expect(JSON.parse(json.stdout).firstBad).toMatchObject({ seq: 2, id: '000000000002' });
-  }, 120_000);
+  }, 180_000);
+});
 
+describe('archive help and config', () => {
   it('help lists the new commands, and config prints the group map as JSON', async () => {
     const help = await runCli(['help'], {});
     for (const c of ['users add', 'tokens create', 'audit verify']) expect(help.stdout).toContain(c);

@@ -5,14 +5,20 @@
  * must then be complete, with nothing twice: every item once, control
  * numbers contiguous, every shared output with exactly one record per
  * document, and `archive verify-export` clean (no stray files either).
+ * On both deployments: the export record and its items live in the catalog,
+ * the messages in the store (files, or S3 in scale-out). What gets killed is
+ * the process that runs the export: the CLI itself with the in-process
+ * queue; in scale-out an `archive worker` (the CLI only follows the record),
+ * and a new worker takes the export over.
  */
 import { spawn } from 'node:child_process';
 import { execFileSync } from 'node:child_process';
 import { readFile, readdir } from 'node:fs/promises';
 import path from 'node:path';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { CLI, runCli, startInProcess, tempDir, testEnv } from './helpers/archive-process.js';
+import { afterAll, beforeAll, describe, expect, it, onTestFinished } from 'vitest';
+import { CLI, runCli, startInProcess, startWorker, tempDir, testEnv, type WorkerChild } from './helpers/archive-process.js';
+import { dropModeIndices, MODES, waitForIndexed } from './helpers/modes.js';
 import { asSmtpMessage, loadSpamAssassin } from '../bench/bench-util.js';
 import { parseDat } from '../src/export/concordance-dat.js';
 import { parseOpt } from '../src/export/opticon-opt.js';
@@ -36,14 +42,16 @@ async function waitFor<T>(what: string, fn: () => Promise<T | undefined>, timeou
   }
 }
 
-describe('export crash-resume', () => {
+describe.each(MODES.filter((m) => m.enabled))('export crash-resume ($mode)', ({ mode, env: modeEnvOf }) => {
   let dataDir: string;
+  let modeEnv: Record<string, string>;
   let env: Record<string, string>;
   let stored = 0;
 
   beforeAll(async () => {
     dataDir = await tempDir();
-    const archive = await startInProcess({}, dataDir);
+    modeEnv = await modeEnvOf();
+    const archive = await startInProcess(modeEnv, dataDir);
     try {
       const seen = new Set<string>();
       for (const raw of await loadSpamAssassin(MESSAGES)) {
@@ -51,16 +59,15 @@ describe('export crash-resume', () => {
         seen.add(r.sha256);
       }
       stored = seen.size;
-      await archive.services.queue.whenIdle('index-message', 120_000);
-      await archive.services.index.refresh();
+      await waitForIndexed(archive.services, [...seen], 120_000);
     } finally {
       await archive.close();
     }
     // Small checkpoints, so a kill lands between two of them with work after the last.
-    env = testEnv(dataDir, { ARCHIVE_EXPORT_CHECKPOINT_ITEMS: '40', ARCHIVE_LOG_LEVEL: 'warn' });
+    env = testEnv(dataDir, { ...modeEnv, ARCHIVE_EXPORT_CHECKPOINT_ITEMS: '40', ARCHIVE_LOG_LEVEL: 'warn' });
   }, 300_000);
 
-  afterAll(() => undefined);
+  afterAll(() => dropModeIndices(modeEnv));
 
   for (const variant of [
     { name: 'load files (natives, PDFs, text, DAT, OPT, EDRM)', args: ['--format', 'load'] },
@@ -68,6 +75,13 @@ describe('export crash-resume', () => {
     { name: 'combined PDF', args: ['--format', 'pdf', '--pdf', 'combined'] },
   ]) {
     it(`resumes a killed ${variant.name} export with nothing duplicated or missing`, async () => {
+      const workers: WorkerChild[] = [];
+      onTestFinished(async () => {
+        for (const w of workers) await w.kill();
+      });
+      // Scale-out: a worker runs the export.
+      const worker = () => (mode === 'scale-out' ? workers[workers.push(startWorker(env)) - 1] : undefined);
+      const runner = worker();
       const out = path.join(await tempDir('export-out-'), 'package');
       const child = spawn(process.execPath, [CLI, 'export', '--q', '', ...variant.args, '--out', out], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] });
       let stderr = '';
@@ -79,6 +93,7 @@ describe('export crash-resume', () => {
         const c = JSON.parse(await readFile(path.join(out, '.export', 'checkpoint.json'), 'utf8')) as { next: number };
         return c.next >= 120 ? c : undefined;
       });
+      await runner?.kill();
       child.kill('SIGKILL');
       expect(await exited).toBe(null);
       const id = /export (exp-\S+) started/.exec(stderr)?.[1];
@@ -91,6 +106,9 @@ describe('export crash-resume', () => {
       const status = await runCli(['export', 'status', id!, '--json'], env);
       expect(JSON.parse(status.stdout).status).toBe('running');
 
+      // Scale-out: a new worker. Bull hands it the dead worker's job once that job's lock has expired
+      // (within a minute); the lease of the dead runner is recognised as gone at once.
+      worker();
       const resumed = await runCli(['export', 'resume', id!, '--json'], env, { timeoutMs: 240_000 });
       expect(resumed.code, resumed.stderr).toBe(0);
       const final = JSON.parse(resumed.stdout) as { status: string; counts: Record<string, number> };

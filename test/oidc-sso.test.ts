@@ -11,13 +11,16 @@
  *
  * The provider sits behind a small HTTP proxy at the issuer URL, which can
  * alter the token endpoint's answer on the way to the archive.
+ *
+ * On both deployments: the sign-in attempts, sessions and the trail live in
+ * the catalog, the scoped search runs on SQLite or OpenSearch.
  */
 import http from 'node:http';
 import { Readable } from 'node:stream';
 import Provider from 'oidc-provider';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { freePort, startInProcess } from './helpers/archive-process.js';
-import { INDEX_JOB } from '../ingest/index.js';
+import { dropModeIndices, MODES, waitForIndexed } from './helpers/modes.js';
 import type { RunningArchive } from '../src/main.js';
 
 interface Account {
@@ -86,7 +89,8 @@ class Browser {
   }
 }
 
-describe('single sign-on (OpenID Connect)', () => {
+describe.each(MODES.filter((m) => m.enabled))('single sign-on (OpenID Connect) ($mode)', ({ env }) => {
+  let modeEnv: Record<string, string>;
   let provider: Provider;
   let opServer: http.Server;
   let proxy: http.Server;
@@ -180,7 +184,9 @@ describe('single sign-on (OpenID Connect)', () => {
     await new Promise<void>((r) => proxy.listen(proxyPort, '127.0.0.1', r));
 
     base = `http://127.0.0.1:${archivePort}`;
+    modeEnv = await env();
     archive = await startInProcess({
+      ...modeEnv,
       ARCHIVE_HTTP_PORT: String(archivePort),
       ARCHIVE_COOKIE_SECURE: 'false',
       ARCHIVE_OIDC_ISSUER: issuer,
@@ -190,21 +196,22 @@ describe('single sign-on (OpenID Connect)', () => {
       ARCHIVE_OIDC_GROUP_MAP: JSON.stringify(GROUP_MAP),
     });
     // Two messages: one inside corp.example, one outside it.
+    const ids: string[] = [];
     for (const [from, subject] of [
       ['carol@corp.example', 'inside'],
       ['eve@elsewhere.example', 'outside'],
     ]) {
       const raw = Buffer.from(`From: ${from}\r\nTo: ${from}\r\nSubject: ${subject}\r\nMessage-ID: <${subject}@t>\r\n\r\nhello\r\n`);
-      await archive.services.pipeline.ingest(Readable.from([raw]), { source: 'api' });
+      ids.push((await archive.services.pipeline.ingest(Readable.from([raw]), { source: 'api' })).sha256);
     }
-    await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
-    await archive.services.index.refresh();
+    await waitForIndexed(archive.services, ids, 30_000);
   });
 
   afterAll(async () => {
     await archive?.close();
     await new Promise((r) => proxy?.close(r));
     await new Promise((r) => opServer?.close(r));
+    await dropModeIndices(modeEnv);
   });
 
   /** A full sign-in as `who`: returns the browser and the last answer of the archive's callback. */

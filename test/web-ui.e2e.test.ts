@@ -8,7 +8,8 @@
  * or call a local "leak" server that records every hit, and nothing
  * arrives; after "load images" only the (https) images load.
  *
- * Screenshots of the main pages go to test-artifacts/web-ui/ (gitignored).
+ * On both deployments (embedded, and scale-out on S3, OpenSearch and bull).
+ * Screenshots of the main pages go to test-artifacts/web-ui/<mode>/ (gitignored).
  */
 import { createHash, randomBytes } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
@@ -24,12 +25,11 @@ import { chromium, type BrowserContext, type Page } from 'playwright-core';
 import { sendRaw } from './helpers/smtp-client.js';
 import { ROOT, startInProcess, tempDir } from './helpers/archive-process.js';
 import { makeUser, TEST_ACTOR, type TestUser } from './helpers/auth.js';
-import { INDEX_JOB } from '../ingest/index.js';
+import { dropModeIndices, MODES, waitForIndexed } from './helpers/modes.js';
 import type { RunningArchive } from '../src/main.js';
 
 const CHROMIUM = '/usr/bin/chromium';
 const CHROMIUM_ARGS = ['--headless', '--no-sandbox', '--disable-gpu', '--disable-background-networking', '--disable-component-update', '--disable-sync', '--no-first-run'];
-const SHOTS = path.join(ROOT, 'test-artifacts', 'web-ui');
 const sha = (b: Buffer) => createHash('sha256').update(b).digest('hex');
 
 if (!existsSync(CHROMIUM)) {
@@ -98,7 +98,9 @@ function hostileHtml(leak: number, img: number): string {
 </body></html>`;
 }
 
-describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
+describe.skipIf(!haveBrowser).each(MODES.filter((m) => m.enabled))('web UI in headless Chromium ($mode)', ({ mode, env }) => {
+  const SHOTS = path.join(ROOT, 'test-artifacts', 'web-ui', mode);
+  let modeEnv: Record<string, string>;
   let archive: RunningArchive & { dataDir: string };
   let base: string;
   let officer: TestUser;
@@ -140,7 +142,8 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     const certDir = await tempDir('web-ui-cert-');
     leak = await recorder();
     images = await recorder(selfSignedCert(certDir));
-    archive = await startInProcess();
+    modeEnv = await env();
+    archive = await startInProcess(modeEnv);
     base = `http://127.0.0.1:${archive.httpPort}`;
     officer = await makeUser(archive.services, base, { roles: ['officer'], email: 'olivia.officer@test.example' });
     reviewer = await makeUser(archive.services, base, { roles: ['reviewer'], email: 'rory.reviewer@test.example' });
@@ -170,8 +173,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
       ids[f.key] = sha(f.raw);
       raws[f.key] = f.raw;
     }
-    await archive.services.queue.whenIdle(INDEX_JOB, 30_000);
-    await archive.services.index.refresh();
+    await waitForIndexed(archive.services, Object.values(ids), 30_000);
 
     userDataDir = await tempDir('web-ui-chromium-');
     ctx = await chromium.launchPersistentContext(userDataDir, {
@@ -191,6 +193,7 @@ describe.skipIf(!haveBrowser)('web UI in headless Chromium', () => {
     await leak?.close();
     await images?.close();
     if (userDataDir) await rm(userDataDir, { recursive: true, force: true });
+    await dropModeIndices(modeEnv);
   });
 
   it('officer: signs in, searches, refines by a facet, pages through results, keeps the query in the URL', async () => {

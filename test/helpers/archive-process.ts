@@ -94,6 +94,38 @@ export async function startChild(dataDir: string, extra: Record<string, string> 
   };
 }
 
+export interface WorkerChild {
+  proc: ChildProcess;
+  stderr: () => string;
+  /** SIGKILL, as a crash would end it. */
+  kill(): Promise<void>;
+  stop(): Promise<number | null>;
+}
+
+/**
+ * Starts `archive worker` as a child process: the background jobs (index,
+ * export) of a scale-out node, which `archive serve` and the CLI leave to
+ * workers when the queue is on Redis.
+ */
+export function startWorker(env: Record<string, string>): WorkerChild {
+  const proc = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ...env }, stdio: ['ignore', 'ignore', 'pipe'] });
+  let err = '';
+  proc.stderr!.on('data', (d) => (err += d.toString()));
+  const exited = new Promise<number | null>((resolve) => proc.once('exit', (code) => resolve(code)));
+  const end = async (signal: NodeJS.Signals) => {
+    if (proc.exitCode === null && proc.signalCode === null) proc.kill(signal);
+    return exited;
+  };
+  return {
+    proc,
+    stderr: () => err,
+    kill: async () => {
+      await end('SIGKILL');
+    },
+    stop: () => end('SIGTERM'),
+  };
+}
+
 export interface CliResult {
   code: number | null;
   stdout: string;

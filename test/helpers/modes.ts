@@ -7,8 +7,8 @@
 import { chmod, readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { GetObjectCommand, PutObjectCommand, S3Client } from '@aws-sdk/client-s3';
-import { scaleOutEnv } from '../../bench/scale-out-env.js';
-import { createObjectStore } from '../../src/factory.js';
+import { dropOpenSearchIndices, scaleOutEnv } from '../../bench/scale-out-env.js';
+import { createCatalogStore, createObjectStore } from '../../src/factory.js';
 import { loadConfig } from '../../src/config/config.js';
 import { createLogger } from '../../src/logger.js';
 import { testEnv } from './archive-process.js';
@@ -91,5 +91,32 @@ export async function tamperStored(dataDir: string, modeEnv: Record<string, stri
     await s3.send(new PutObjectCommand({ Bucket: modeEnv.ARCHIVE_S3_BUCKET, Key: key, Body: bytes }));
   } finally {
     s3.destroy();
+  }
+}
+
+/**
+ * Drops the OpenSearch indices of a scale-out environment once its suite is
+ * done (every environment has its own prefix; left behind, they add up
+ * towards the node's shard limit). Nothing to do for embedded.
+ */
+export async function dropModeIndices(modeEnv: Record<string, string> | undefined): Promise<void> {
+  if (modeEnv?.ARCHIVE_INDEX !== 'opensearch') return;
+  await dropOpenSearchIndices(modeEnv.ARCHIVE_OPENSEARCH_URL!, modeEnv.ARCHIVE_OPENSEARCH_INDEX_PREFIX!).catch(() => undefined);
+}
+
+/**
+ * Alters one catalog record behind the archive's back (the archive is not
+ * running), the way someone with write access to SQLite or OpenSearch would:
+ * through the deployment's own catalog store.
+ */
+export async function tamperCatalogRecord<T>(dataDir: string, modeEnv: Record<string, string>, collection: string, id: string, change: (data: T) => T): Promise<T> {
+  const catalog = await createCatalogStore(loadConfig(testEnv(dataDir, modeEnv)), createLogger({ level: 'silent' }));
+  try {
+    const cur = await catalog.get<T>(collection, id);
+    if (!cur) throw new Error(`no ${collection} record ${id}`);
+    await catalog.update(collection, id, change(cur.data), cur.version);
+    return cur.data;
+  } finally {
+    await catalog.close();
   }
 }
