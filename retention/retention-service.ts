@@ -279,8 +279,8 @@ export class RetentionService {
    */
   async applyToDocuments(docs: IndexedMessage[]): Promise<MessageRetention[]> {
     if (!docs.length) return [];
-    const policies = await this.listPolicies();
-    const holds = await this.activeHolds();
+    // Both reads at once: on OpenSearch each is a refresh and a search, paid once per index batch.
+    const [policies, holds] = await Promise.all([this.listPolicies(), this.activeHolds()]);
     const done = new Map<string, MessageRetention>();
     for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
       const planned = batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: holds.filter((h) => holdCovers(h, doc)).map((h) => h.id) }));
@@ -492,25 +492,23 @@ export class RetentionService {
 
   /**
    * Releases every message whose record still names released hold `id`, then
-   * sets or clears the hold's `clearsPending`. Messages that fail are counted
-   * `pending` and left as they were; after MAX_CLEAR_FAILURES failures in a
-   * row the rest are not tried (the storage is down) and count as pending.
+   * sets or clears the hold's `clearsPending`. Goes page by page through the
+   * held records (never all of them in memory), a page as one batch: one
+   * `setLegalHolds` per flag value and one catalog `writeMany` (fs: one fsync
+   * each per page, where a message at a time cost two per message). A batch
+   * that fails, and records that changed under it, are redone a message at a
+   * time; messages that fail then are counted `pending` and left as they
+   * were; after MAX_CLEAR_FAILURES failures in a row the rest are not tried
+   * (the storage is down) and count as pending.
    */
   private async finishRelease(id: string): Promise<ReleaseResult> {
     // Holds that no longer protect anything: this one and any other released one a record still names.
     const inactive = new Set((await this.listAll<Hold>(COLLECTIONS.holds, { status: 'released' })).map((h) => h.id));
     inactive.add(id);
-    const todo: CatalogRecord<MessageRetention>[] = [];
-    let cursor: string | undefined;
-    do {
-      const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, { where: { held: true }, limit: 1000, cursor });
-      for (const m of page.records) if (m.data.holdIds.includes(id)) todo.push(m);
-      cursor = page.nextCursor;
-    } while (cursor);
     const result: ReleaseResult = { released: 0, stillHeld: 0, pending: 0 };
     let failuresInARow = 0;
     let lastError: string | undefined;
-    await eachLimit(todo, STORE_CONCURRENCY, async (rec) => {
+    const one = async (rec: CatalogRecord<MessageRetention>): Promise<void> => {
       if (failuresInARow >= MAX_CLEAR_FAILURES) {
         result.pending++;
         return;
@@ -524,9 +522,65 @@ export class RetentionService {
         lastError = (err as Error).message || String(err);
         this.o.log.warn({ holdId: id, sha256: rec.id, err: lastError }, 'could not release a message from a hold; the disposition job retries');
       }
-    });
+    };
+    let cursor: string | undefined;
+    do {
+      // Records released by this page leave the `held` set behind the cursor (id order): paging is unaffected.
+      const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, { where: { held: true }, limit: MAX_BATCH, cursor });
+      cursor = page.nextCursor;
+      const todo = page.records.filter((m) => m.data.holdIds.includes(id));
+      if (!todo.length) continue;
+      let redo = todo;
+      if (failuresInARow < MAX_CLEAR_FAILURES) {
+        try {
+          const done = await this.releaseBatch(todo, inactive);
+          result.released += done.released;
+          result.stillHeld += done.stillHeld;
+          redo = todo.filter((r) => done.conflicts.has(r.id));
+          if (done.released + done.stillHeld) failuresInARow = 0;
+        } catch (err) {
+          this.o.log.warn({ holdId: id, messages: todo.length, err: (err as Error).message }, 'a batch release failed; releasing its messages one at a time');
+        }
+      }
+      await eachLimit(redo, STORE_CONCURRENCY, one);
+    } while (cursor);
     await this.setClearsPending(id, result.pending > 0, lastError);
     return result;
+  }
+
+  /**
+   * `releaseMessage` for a page of records at once: the flags first (cleared
+   * where no active hold is left, set again where one is), then the records
+   * in one conditional write. Records another writer changed meanwhile come
+   * back in `conflicts`, untouched, for the one-at-a-time path (which re-reads
+   * them and mends a flag cleared too early). Throws when the store fails:
+   * nothing in the catalog was written then.
+   */
+  private async releaseBatch(recs: CatalogRecord<MessageRetention>[], inactive: Set<string>): Promise<{ released: number; stillHeld: number; conflicts: Set<string> }> {
+    const updatedAt = this.now().toISO()!;
+    const next = recs.map((rec) => {
+      const keep = rec.data.holdIds.filter((h) => !inactive.has(h));
+      return { rec, data: { ...rec.data, holdIds: keep, held: keep.length > 0, updatedAt } };
+    });
+    const clear = next.filter((n) => !n.data.held).map((n) => n.rec.id);
+    const set = next.filter((n) => n.data.held).map((n) => n.rec.id);
+    // Absent objects (disposed of meanwhile) have no flag to change.
+    if (clear.length) await this.o.store.setLegalHolds(clear, false);
+    if (set.length) await this.o.store.setLegalHolds(set, true);
+    const outcomes = await this.o.catalog.writeMany(
+      COLLECTIONS.messages,
+      next.map((n) => ({ id: n.rec.id, data: n.data, expectedVersion: n.rec.version })),
+    );
+    const out = { released: 0, stillHeld: 0, conflicts: new Set<string>() };
+    outcomes.forEach((o, k) => {
+      if (!o.ok) {
+        // not_found: the record is gone (disposed of), nothing left to release.
+        if (o.reason === 'not_found') out.released++;
+        else out.conflicts.add(o.id);
+      } else if (next[k].data.held) out.stillHeld++;
+      else out.released++;
+    });
+    return out;
   }
 
   /**
