@@ -449,8 +449,9 @@ if (!endpoint) {
         const bytes = sampleMessage('dispose s3');
         const sha = sha256Hex(bytes);
         const key = `${fx.prefix}messages/${sha}`;
-        // Written around the store with a retention a few seconds long, so the test can outlive it.
-        const until = new Date(Date.now() + 4_000);
+        // Written around the store with a retention a few seconds long, so the test can outlive it
+        // (long enough that the first delete attempt falls inside it on a loaded machine).
+        const until = new Date(Date.now() + 12_000);
         await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: bytes, ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: until, ChecksumAlgorithm: 'SHA256' }));
         await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: `${fx.prefix}envelopes/${sha}/x1.json`, Body: '{}', ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: until, ChecksumAlgorithm: 'SHA256' }));
         expect((await fx.store.getEnvelopes(sha)).length).toBe(1);
