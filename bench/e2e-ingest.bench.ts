@@ -13,7 +13,8 @@
  *   $ARCHIVE_TEST_OPENSEARCH_URL and bull on $ARCHIVE_TEST_REDIS_URL, with one
  *   `archive worker` process beside the server. The run also measures the S3
  *   endpoint's own small-PUT ceiling, because each message costs several S3
- *   requests (2 at ingest, 3 to index, 1-2 for retention).
+ *   requests (2 at ingest, 1 to index when the worker shares the server's data
+ *   directory as here, 1-2 for retention; see the README's scale-out section).
  * - scale-out-fs: the same but with the filesystem store, isolating what
  *   OpenSearch and bull cost from what the S3 endpoint costs.
  * `both` = embedded and scale-out; `all` = the three.

@@ -1,4 +1,5 @@
 import type { JobOptions } from '../src/ports/job-queue.js';
+import type { Envelope } from '../src/domain/types.js';
 
 /** Name and payload of the job that indexes one stored message (all of its envelopes). */
 export const INDEX_JOB = 'index-message';
@@ -11,7 +12,22 @@ export interface IndexJobPayload {
    * jobs from older versions; the job stats then.
    */
   size?: number;
+  /**
+   * The envelope the enqueuing delivery wrote, when the producer has it
+   * (ingest) and it is small (ENVELOPE_PAYLOAD_MAX_BYTES). The job still
+   * lists the message's envelopes in the store, which stays the truth; an
+   * S3 store then skips the read of this one (one request per message).
+   */
+  envelope?: Envelope;
 }
+
+/**
+ * Largest envelope (as JSON, bytes) carried in an index job's payload. Most
+ * are under 1 KB; a journal report with thousands of recipients is not
+ * carried. Cost: Redis keeps the payload of each waiting job and of the last
+ * 1000 completed ones.
+ */
+export const ENVELOPE_PAYLOAD_MAX_BYTES = 16 * 1024;
 
 /**
  * Retry: 8 attempts, exponential backoff from 2 s (2, 4, 8 ... 256 s: about

@@ -15,6 +15,7 @@ import { buildIndexedMessage } from './index-document.js';
 import { DocBatcher } from './doc-batcher.js';
 import { INDEX_JOB, type IndexJobPayload } from './index-job.js';
 import type { IndexedMessage } from '../src/domain/indexed-message.js';
+import type { Envelope } from '../src/domain/types.js';
 import { NotFoundError } from '../src/errors.js';
 
 /** Bytes read for the header-only fallback when the parser fails. */
@@ -26,14 +27,21 @@ const FALLBACK_HEAD = 256 * 1024;
  * out, the document is built from the headers we can read and the envelopes,
  * flagged parseError (promise 3). Only storage errors propagate.
  */
-export async function documentFor(store: ObjectStore, sha256: string, pool?: ParsePool, knownSize?: number): Promise<IndexedMessage | undefined> {
+export async function documentFor(
+  store: ObjectStore,
+  sha256: string,
+  pool?: ParsePool,
+  knownSize?: number,
+  /** Envelopes the caller holds (the job payload's); the store lists the message's envelopes all the same. */
+  knownEnvelopes?: Envelope[],
+): Promise<IndexedMessage | undefined> {
   let size = knownSize;
   if (size === undefined) {
     const info = await store.statMessage(sha256);
     if (!info) return undefined;
     size = info.size;
   }
-  const envelopes = await store.getEnvelopes(sha256);
+  const envelopes = await store.getEnvelopes(sha256, knownEnvelopes);
   // Every stored message has an envelope (both are written before the 250),
   // so none means it was disposed of since the size was known.
   if (envelopes.length === 0 && knownSize !== undefined && !(await store.statMessage(sha256))) return undefined;
@@ -65,6 +73,11 @@ async function readHead(stream: Readable, max: number): Promise<Buffer> {
   return Buffer.concat(parts).subarray(0, max);
 }
 
+export interface IndexMessageJobOptions {
+  /** Longest a document waits for companions before its batch is written, in ms (DocBatcher's maxDelayMs). */
+  batchDelayMs?: number;
+}
+
 export class IndexMessageJob {
   private readonly batcher: DocBatcher;
 
@@ -80,17 +93,19 @@ export class IndexMessageJob {
      * retry; both steps are idempotent.
      */
     afterIndex?: (docs: IndexedMessage[]) => Promise<unknown>,
+    opts: IndexMessageJobOptions = {},
   ) {
     this.batcher = new DocBatcher({
       write: async (docs) => {
         await index.upsert(docs);
         if (afterIndex) await afterIndex(docs);
       },
+      maxDelayMs: opts.batchDelayMs,
     });
   }
 
   async handle(payload: IndexJobPayload): Promise<void> {
-    const doc = await documentFor(this.store, payload.sha256, this.pool, payload.size);
+    const doc = await documentFor(this.store, payload.sha256, this.pool, payload.size, payload.envelope ? [payload.envelope] : undefined);
     if (!doc) {
       // Disposed of between enqueue and run: nothing to index.
       this.log.warn({ sha256: payload.sha256 }, 'index job for a message no longer stored');
@@ -102,6 +117,8 @@ export class IndexMessageJob {
 
   /** Starts consuming index jobs in this process. */
   register(queue: JobQueue, concurrency: number): void {
+    // Once every job slot waits for the batch, no companion can come: write at once.
+    this.batcher.capMaxDocs(concurrency);
     queue.process<IndexJobPayload>(INDEX_JOB, concurrency, (p) => this.handle(p));
   }
 

@@ -15,7 +15,7 @@ import { spoolStream, type SpooledMessage } from './spool.js';
 import { isJournalReportHeader, unwrapJournalReport, type JournalUnwrap } from './journal-report.js';
 import { decodedRangeStream } from './range-decoder.js';
 import { headerBlockOf, looksLikeNdr } from './header-sniff.js';
-import { INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js';
+import { ENVELOPE_PAYLOAD_MAX_BYTES, INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js';
 
 export interface IngestContext {
   source: EnvelopeSource;
@@ -116,7 +116,7 @@ export class IngestPipeline {
       if (putEnv.status === 'rejected') throw putEnv.reason;
       const put = putMsg.value;
       log.debug({ sha256: toStore.sha256, envelope: envelope.id, created: put.created, size: toStore.size }, 'stored');
-      this.enqueueIndex(toStore.sha256, toStore.size);
+      this.enqueueIndex(toStore.sha256, toStore.size, envelope);
       return {
         sha256: toStore.sha256,
         envelopeId: envelope.id,
@@ -136,8 +136,9 @@ export class IngestPipeline {
    * the same and start-up reconciliation will index it, so this never fails
    * the delivery (a 4xx here would make the sender deliver a duplicate).
    */
-  private enqueueIndex(sha256: string, size: number): void {
+  private enqueueIndex(sha256: string, size: number, envelope: Envelope): void {
     const payload: IndexJobPayload = { sha256, size };
+    if (Buffer.byteLength(JSON.stringify(envelope), 'utf8') <= ENVELOPE_PAYLOAD_MAX_BYTES) payload.envelope = envelope;
     this.opts.queue.add(INDEX_JOB, payload, indexJobOptions(sha256)).catch((err) => {
       this.opts.log.error({ err, sha256 }, 'index job not enqueued; reconciliation will pick it up');
     });

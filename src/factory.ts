@@ -28,7 +28,8 @@ export async function createObjectStore(config: Config, log: Logger): Promise<Ob
     case 's3': {
       // Lazy: the embedded default never loads the AWS SDK.
       const { S3ObjectStore } = await import('./adapters/s3/s3-object-store.js');
-      const store = S3ObjectStore.fromConfig(config, log);
+      // Local copies of new messages (read by the index job instead of S3): beside the spool, on the same volume, so they arrive by rename.
+      const store = S3ObjectStore.fromConfig(config, log, path.join(config.dataDir, 'recent-messages'));
       try {
         await store.init();
       } catch (err) {

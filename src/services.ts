@@ -113,7 +113,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     budgetMs: config.ARCHIVE_DISPOSITION_BUDGET_SECONDS * 1000,
   });
   // Retain-until and holds are applied as each batch lands in the index.
-  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool, (docs) => retention.applyToDocuments(docs));
+  const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool, (docs) => retention.applyToDocuments(docs), {
+    batchDelayMs: config.ARCHIVE_INDEX_BATCH_MS ?? (config.ARCHIVE_INDEX === 'opensearch' ? 200 : 50),
+  });
   // A case's held set, for exports: the OR of the case's active holds (the user's scope applies on top).
   const resolveCase = async (caseId: string): Promise<QueryNode> => {
     await retention.getCase(caseId);

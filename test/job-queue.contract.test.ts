@@ -13,7 +13,7 @@ import net from 'node:net';
 import tls from 'node:tls';
 import Bull from 'bull';
 import { pino } from 'pino';
-import { afterAll, describe, expect, it } from 'vitest';
+import { afterAll, describe, expect, it, vi } from 'vitest';
 import { BullQueue } from '../src/adapters/redis/bull-queue.js';
 import { InlineQueue } from '../src/adapters/inline/inline-queue.js';
 import { ServiceUnavailableError } from '../src/errors.js';
@@ -125,6 +125,25 @@ if (redisUp) {
       });
       await consumer.whenIdle(name, 5000);
       expect(seen).toEqual([{ n: 42 }]);
+    });
+
+    it('adds made while one is on its way to Redis go out together (one addBulk), and each resolves once its job is stored', async () => {
+      const name = `batched-${randomUUID().slice(0, 8)}`;
+      const producer = makeBull();
+      nodes.push(producer);
+      await producer.add(name, { n: -1 }); // connected, so the next adds are not held up by the connect
+      const single = vi.spyOn(Bull.prototype, 'add');
+      const bulk = vi.spyOn(Bull.prototype, 'addBulk');
+      try {
+        const adds = Array.from({ length: 50 }, (_, n) => producer.add(name, { n }, { jobId: `m-${n}` }));
+        await Promise.all(adds);
+        // The first goes out alone; the 49 that came while it was on its way, together.
+        expect(single.mock.calls.length + bulk.mock.calls.length).toBeLessThanOrEqual(3);
+        expect(await producer.counts(name)).toMatchObject({ waiting: 51 });
+      } finally {
+        single.mockRestore();
+        bulk.mockRestore();
+      }
     });
 
     it('close() lets adds already under way finish (fire-and-forget adds just before close are not lost)', async () => {

@@ -8,7 +8,7 @@
  * a fresh bucket with Object Lock, and each test a fresh key prefix in it.
  * Without the variable the S3 part is skipped loudly, or fails under CI=true.
  */
-import { chmod, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -555,6 +555,107 @@ if (!endpoint) {
         await a.cleanup();
         await b.cleanup();
       }
+    });
+  });
+
+  describe('S3ObjectStore: requests saved for the index job', () => {
+    /** A client that records the command name of every request it sends. */
+    function recordingClient(): { client: S3Client; sent: string[] } {
+      const client = rawClient();
+      const sent: string[] = [];
+      client.middlewareStack.add(
+        (next, context) => async (args) => {
+          sent.push(context.commandName ?? '');
+          return next(args);
+        },
+        { step: 'initialize', name: 'recordCommands' },
+      );
+      return { client, sent };
+    }
+
+    /** Runs `body` on a store that keeps local copies in a fresh directory, recording its requests; cleans up after. */
+    async function withLocalCopies(body: (fx: Awaited<ReturnType<typeof s3Fixture>>, sent: string[], copies: string) => Promise<void>): Promise<void> {
+      const { client, sent } = recordingClient();
+      const copies = await mkdtemp(path.join(os.tmpdir(), 'archive-s3-copies-'));
+      const fx = await s3Fixture({ client, localCopyDir: copies });
+      try {
+        await body(fx, sent, copies);
+      } finally {
+        await fx.cleanup();
+        await rm(copies, { recursive: true, force: true });
+      }
+    }
+
+    it('getEnvelopes reads only the envelopes it does not hold as stored (the listing ETag is their MD5)', async () => {
+      const { client, sent } = recordingClient();
+      const fx = await s3Fixture({ client });
+      try {
+        const spool = await spoolBytes(fx.spoolDir, sampleMessage('known s3'));
+        await fx.store.putMessage(spool);
+        const a = makeEnvelope(spool.sha256);
+        const b = makeEnvelope(spool.sha256);
+        await fx.store.putEnvelope(a);
+        await fx.store.putEnvelope(b);
+        sent.length = 0;
+        expect(await fx.store.getEnvelopes(spool.sha256, [JSON.parse(JSON.stringify(a)) as typeof a, b])).toEqual([a, b].sort((x, y) => (x.id < y.id ? -1 : 1)));
+        expect(sent).toEqual(['ListObjectsV2Command']);
+        sent.length = 0;
+        await fx.store.getEnvelopes(spool.sha256, [a]);
+        expect(sent.sort()).toEqual(['GetObjectCommand', 'ListObjectsV2Command']);
+        sent.length = 0;
+        // An altered one is read, and the stored bytes win.
+        expect(await fx.store.getEnvelopes(spool.sha256, [{ ...a, flags: ['tampered'] }, b])).toContainEqual(a);
+        expect(sent.sort()).toEqual(['GetObjectCommand', 'ListObjectsV2Command']);
+      } finally {
+        await fx.cleanup();
+      }
+    });
+
+    it('a message this store just created is read from its local copy (no GET), also by another store on the directory; a duplicate is read from S3', async () => {
+      await withLocalCopies(async (fx, sent, copies) => {
+        const bytes = sampleMessage('local copy');
+        const spool = await spoolBytes(fx.spoolDir, bytes);
+        expect(await fx.store.putMessage(spool)).toEqual({ created: true });
+        await expect(fileGone(spool.path)).resolves.toBe(true);
+        sent.length = 0;
+        expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+        expect((await readAll(await fx.store.getMessage(spool.sha256, { verify: false }))).equals(bytes)).toBe(true);
+        expect(sent).toEqual([]);
+
+        // Another store on the same directory (a worker beside the server) uses the copy too.
+        const other = new S3ObjectStore(s3Options({ prefix: fx.prefix, client: rawClient(), localCopyDir: copies }));
+        await other.init();
+        try {
+          expect((await readAll(await other.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+        } finally {
+          await other.close();
+        }
+
+        // A duplicate delivery's spool file is not kept (the object it found may be old, and disposable).
+        const dup = await spoolBytes(fx.spoolDir, sampleMessage('dup'));
+        await raw!.send(new PutObjectCommand({ Bucket: bucket, Key: `${fx.prefix}messages/${dup.sha256}`, Body: await readFile(dup.path), ObjectLockMode: 'COMPLIANCE', ObjectLockRetainUntilDate: new Date(Date.now() + DAY_MS), ChecksumAlgorithm: 'SHA256' }));
+        expect(await fx.store.putMessage(dup)).toEqual({ created: false });
+        await expect(fileGone(dup.path)).resolves.toBe(true);
+        sent.length = 0;
+        await readAll(await fx.store.getMessage(dup.sha256));
+        expect(sent).toEqual(['GetObjectCommand']);
+      });
+    });
+
+    it('a local copy that does not hash to its name is never used: deleted, and S3 is read', async () => {
+      await withLocalCopies(async (fx, sent, copies) => {
+        const bytes = sampleMessage('torn copy');
+        const spool = await spoolBytes(fx.spoolDir, bytes);
+        await fx.store.putMessage(spool);
+        const copy = path.join(copies, spool.sha256);
+        // A crash can leave a renamed file that never reached the disk in full.
+        await chmod(copy, 0o644);
+        await writeFile(copy, bytes.subarray(0, 10));
+        sent.length = 0;
+        expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+        expect(sent).toEqual(['GetObjectCommand']);
+        await expect(fileGone(copy)).resolves.toBe(true);
+      });
     });
   });
 

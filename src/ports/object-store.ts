@@ -87,8 +87,16 @@ export interface ObjectStore {
   /** Size in bytes, or undefined when the message is absent. */
   statMessage(sha256: Sha256): Promise<StoredObjectInfo | undefined>;
 
-  /** Every envelope of one message, oldest first. */
-  getEnvelopes(sha256: Sha256): Promise<Envelope[]>;
+  /**
+   * Every envelope of one message, oldest first. The store's own listing is
+   * the truth: what it returns is always what is stored. `known`: envelopes
+   * the caller already holds (the index job gets the one its delivery wrote
+   * in its payload); an adapter for which a read costs a request may use a
+   * known envelope in place of reading it, but only one that is listed for
+   * the message and that it can match against the stored bytes (S3: the MD5
+   * ETag of the listing). Others are ignored.
+   */
+  getEnvelopes(sha256: Sha256, known?: Envelope[]): Promise<Envelope[]>;
 
   /** Every stored message, in no particular order. Streams; never loads the whole listing. */
   listMessages(): AsyncIterable<StoredObjectInfo>;

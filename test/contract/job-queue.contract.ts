@@ -187,6 +187,24 @@ export function jobQueueContract(adapter: string, makeQueue: MakeQueue): void {
       expect(seen.sort()).toEqual([1, 4, 6]);
     });
 
+    it('many adds at once (fire-and-forget, as ingest makes them) each land once; concurrent adds of one jobId dedup as one after another would', async () => {
+      const name = jobName('concurrent-adds');
+      // 60 adds without awaiting any; ids m-0..m-39, so the last 20 repeat ids added just before them.
+      const adds = Array.from({ length: 60 }, (_, n) => queue.add<Payload>(name, { n }, { jobId: `m-${n % 40}` }));
+      // Some without a jobId, interleaved.
+      adds.push(...Array.from({ length: 5 }, (_, k) => queue.add<Payload>(name, { n: 100 + k })));
+      await Promise.all(adds);
+      expect(await queue.counts(name)).toMatchObject({ waiting: 45, active: 0 });
+
+      const seen: number[] = [];
+      queue.process<Payload>(name, 4, async (payload) => {
+        seen.push(payload.n);
+      });
+      await queue.whenIdle(name, 10_000);
+      // The first add of each id wins.
+      expect(seen.sort((a, b) => a - b)).toEqual([...Array.from({ length: 40 }, (_, n) => n), 100, 101, 102, 103, 104]);
+    });
+
     it('the same jobId added again after its job completed runs again (and again)', async () => {
       const name = jobName('dedup-completed');
       const seen: number[] = [];

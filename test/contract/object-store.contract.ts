@@ -199,6 +199,26 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       expect(await store.getEnvelopes(sha256Hex('never stored'))).toEqual([]);
     });
 
+    it('getEnvelopes with known envelopes (an index job payload): what is stored still wins', async () => {
+      const spool = await spoolBytes(fx.spoolDir, sampleMessage('known envelopes'));
+      await store.putMessage(spool);
+      const a = makeEnvelope(spool.sha256, { recipients: [{ address: 'ä@example.com', kind: 'bcc', expandedFrom: 'list@example.com' }], notes: ['Grüße ✓'] });
+      const b = makeEnvelope(spool.sha256, { source: 'import', import: { file: 'x.mbox', index: 3 } });
+      await store.putEnvelope(a);
+      await store.putEnvelope(b);
+      const stored = await store.getEnvelopes(spool.sha256);
+      expect(stored).toEqual([a, b].sort((x, y) => (x.id < y.id ? -1 : 1)));
+      // As a job payload carries it (a JSON round trip through the queue).
+      expect(await store.getEnvelopes(spool.sha256, [JSON.parse(JSON.stringify(a)) as typeof a])).toEqual(stored);
+      expect(await store.getEnvelopes(spool.sha256, [a, b])).toEqual(stored);
+      // Altered in the payload: the stored record comes back, not the altered one.
+      expect(await store.getEnvelopes(spool.sha256, [{ ...a, flags: ['tampered'] }])).toEqual(stored);
+      // Never stored, or another message's: not returned.
+      const ghost = makeEnvelope(spool.sha256);
+      expect(await store.getEnvelopes(spool.sha256, [ghost, makeEnvelope(sha256Hex('other message'))])).toEqual(stored);
+      expect(await store.getEnvelopes(sha256Hex('never stored'), [ghost])).toEqual([]);
+    });
+
     it('listMessages and listEnvelopes are complete (50 messages, 60 envelopes)', async () => {
       const expectedMessages = new Map<Sha256, number>();
       const expectedEnvelopes = new Set<string>();

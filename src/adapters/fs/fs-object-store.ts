@@ -203,7 +203,8 @@ export class FsObjectStore implements ObjectStore {
     }
   }
 
-  async getEnvelopes(sha256: Sha256): Promise<Envelope[]> {
+  /** `known` is not used: a local read costs less than matching a known envelope against the stored bytes. */
+  async getEnvelopes(sha256: Sha256, _known?: Envelope[]): Promise<Envelope[]> {
     const dir = this.shard(this.envelopesDir, sha256);
     let names: string[];
     try {

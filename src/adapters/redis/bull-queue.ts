@@ -66,6 +66,15 @@ const IDLE_POLL_MS = 50;
  * chunks block other clients longer; 1000 index jobs take a few ms.
  */
 const ADD_BULK_CHUNK = 1000;
+/**
+ * How long an add waits for companions when the previous batch of its job
+ * name went out less than this long ago, in ms: under a steady stream of
+ * adds (ingest enqueues one index job per delivery) each round trip then
+ * carries several jobs. An add after a quiet spell goes out at once. Cost: a
+ * job reaches Redis (and a worker) up to this much later; ingest does not
+ * wait for its enqueue.
+ */
+const ADD_LINGER_MS = 50;
 /** Redis errors (a down Redis repeats one per reconnect) are logged at most once per this many ms per connection. */
 const ERROR_LOG_INTERVAL_MS = 30_000;
 /** Rounds of "look at the slots, free one, add" before giving up on dedup for a jobId (see `enqueue`). */
@@ -137,6 +146,14 @@ end
 return out
 `;
 
+/**
+ * CLASSIFY_LUA as a command of the producer connection: ioredis sends it by
+ * its SHA (EVALSHA, falling back to EVAL once after a NOSCRIPT), not the
+ * whole script text with every enqueue.
+ */
+const CLASSIFY_COMMAND = 'archiveClassifySlots';
+type ClassifyClient = Record<typeof CLASSIFY_COMMAND, (numKeys: number, ...args: string[]) => Promise<unknown>>;
+
 /** What CLASSIFY_LUA reports for one bull id. */
 const SlotState = { Absent: 0, Pending: 1, Running: 2, Completed: 3, Failed: 4 } as const;
 type SlotState = (typeof SlotState)[keyof typeof SlotState];
@@ -154,6 +171,16 @@ interface Lane {
 
 type AddItem = { payload: unknown; opts?: JobOptions };
 
+/** The adds of one job name waiting to go to Redis together, and whether a batch of them is under way. */
+interface AddBatch {
+  queued: { item: AddItem; resolve: () => void; reject: (err: unknown) => void }[];
+  sending: boolean;
+  /** Set while the first add after a recent send lingers for companions (see ADD_LINGER_MS). */
+  linger?: NodeJS.Timeout;
+  /** When the last batch went out (Date.now()). */
+  lastSentAt: number;
+}
+
 export interface BullQueueOptions {
   /** redis:// or rediss:// (TLS) URL, with optional password and /db. */
   redisUrl: string;
@@ -168,6 +195,8 @@ export class BullQueue implements JobQueue {
   private closing?: Promise<void>;
   /** Enqueues under way; close() waits for them before disconnecting the producers. */
   private readonly inflight = new Set<Promise<void>>();
+  /** Per job name: the adds waiting for the batch under way (see `add`). */
+  private readonly addBatches = new Map<string, AddBatch>();
 
   constructor(
     private readonly opts: BullQueueOptions,
@@ -189,14 +218,84 @@ export class BullQueue implements JobQueue {
 
   // ---------------------------------------------------------------- producing
 
-  async add<P>(name: string, payload: P, opts: JobOptions = {}): Promise<void> {
-    await this.enqueue(name, [{ payload, opts }]);
+  /**
+   * Group commit: while an add of this name is on its way to Redis, the adds
+   * that come meanwhile wait for it and then go out together as one batch
+   * (one classify and one addBulk, i.e. two round trips for the batch); under
+   * a steady stream, an add also lingers up to ADD_LINGER_MS for companions.
+   * An add after a quiet spell goes out at once. The ingest pipeline adds one
+   * index job per delivery, from every SMTP connection at once; batching
+   * turns a pair of round trips per delivery into a pair per batch. Each add
+   * still resolves only when its own job is in Redis (or rejects with its
+   * batch).
+   */
+  add<P>(name: string, payload: P, opts: JobOptions = {}): Promise<void> {
+    if (this.closing) return Promise.reject(this.unavailable(name, 'enqueue', new Error('queue is closing')));
+    const lane = this.addBatch(name);
+    const p = this.track(new Promise<void>((resolve, reject) => lane.queued.push({ item: { payload, opts }, resolve, reject })));
+    if (!lane.sending && !lane.linger) {
+      // A steady stream of adds (the last batch went out moments ago) lingers briefly to go out together.
+      if (Date.now() - lane.lastSentAt < ADD_LINGER_MS) lane.linger = setTimeout(() => this.sendAdds(name, lane), ADD_LINGER_MS);
+      else this.sendAdds(name, lane);
+    }
+    return p;
   }
 
-  async addBulk<P>(name: string, jobs: { payload: P; opts?: JobOptions }[]): Promise<void> {
-    for (let i = 0; i < jobs.length; i += ADD_BULK_CHUNK) {
-      await this.enqueue(name, jobs.slice(i, i + ADD_BULK_CHUNK));
+  /**
+   * Joins the adds of the name (same queue, same order: an earlier add of a
+   * jobId still wins over a later one), without lingering, in chunks of
+   * ADD_BULK_CHUNK. Resolves when every job is in Redis; rejects if a chunk
+   * could not be added (the other chunks are still tried: adds are idempotent).
+   */
+  addBulk<P>(name: string, jobs: { payload: P; opts?: JobOptions }[]): Promise<void> {
+    if (this.closing) return Promise.reject(this.unavailable(name, 'enqueue', new Error('queue is closing')));
+    if (!jobs.length) return Promise.resolve();
+    const lane = this.addBatch(name);
+    const each = jobs.map((j) => new Promise<void>((resolve, reject) => lane.queued.push({ item: { payload: j.payload, opts: j.opts }, resolve, reject })));
+    const p = this.track(Promise.all(each).then(() => undefined));
+    if (!lane.sending) this.sendAdds(name, lane);
+    return p;
+  }
+
+  /**
+   * Registers an add under way, for close() to wait for: the ingest pipeline
+   * enqueues without waiting, and an import that ends at once would
+   * otherwise lose the index jobs of its last messages.
+   */
+  private track(p: Promise<void>): Promise<void> {
+    this.inflight.add(p);
+    void p.then(
+      () => this.inflight.delete(p),
+      () => this.inflight.delete(p),
+    );
+    return p;
+  }
+
+  private addBatch(name: string): AddBatch {
+    let lane = this.addBatches.get(name);
+    if (!lane) {
+      lane = { queued: [], sending: false, lastSentAt: 0 };
+      this.addBatches.set(name, lane);
     }
+    return lane;
+  }
+
+  /** Sends the queued adds of a name (at most ADD_BULK_CHUNK per round), one batch at a time, until none is left. */
+  private sendAdds(name: string, lane: AddBatch): void {
+    if (lane.linger) clearTimeout(lane.linger);
+    lane.linger = undefined;
+    const batch = lane.queued.splice(0, ADD_BULK_CHUNK);
+    lane.sending = batch.length > 0;
+    if (!batch.length) return;
+    lane.lastSentAt = Date.now();
+    // These adds were accepted before any close() and are tracked, so they
+    // go out even while the queue is closing.
+    void this.enqueueNow(name, batch.map((b) => b.item))
+      .then(
+        () => batch.forEach((b) => b.resolve()),
+        (err: unknown) => batch.forEach((b) => b.reject(err)),
+      )
+      .finally(() => this.sendAdds(name, lane));
   }
 
   /**
@@ -217,20 +316,6 @@ export class BullQueue implements JobQueue {
    * bull; removing a slot that someone just re-filled fails if it already runs
    * (then we look again) or takes back a waiting job we then re-add.
    */
-  private enqueue(name: string, items: AddItem[]): Promise<void> {
-    if (this.closing) return Promise.reject(this.unavailable(name, 'enqueue', new Error('queue is closing')));
-    // close() lets adds already under way finish before it disconnects: the
-    // ingest pipeline enqueues without waiting, and an import that ends at
-    // once would otherwise lose the index jobs of its last messages.
-    const p = this.enqueueNow(name, items);
-    this.inflight.add(p);
-    void p.then(
-      () => this.inflight.delete(p),
-      () => this.inflight.delete(p),
-    );
-    return p;
-  }
-
   private async enqueueNow(name: string, items: AddItem[]): Promise<void> {
     const producer = this.producer(name);
     // Within one batch the first add of an id wins, as in InlineQueue.
@@ -276,7 +361,7 @@ export class BullQueue implements JobQueue {
     const ids = keys.flatMap((k) => [k, k + RERUN_SUFFIX]);
     const redisKeys = [this.key(name, 'completed'), this.key(name, 'failed')];
     for (const id of ids) redisKeys.push(this.key(name, id), this.key(name, `${id}:lock`));
-    const states = (await producer.queue.client.eval(CLASSIFY_LUA, redisKeys.length, ...redisKeys, ...ids)) as number[];
+    const states = (await (producer.queue.client as unknown as ClassifyClient)[CLASSIFY_COMMAND](redisKeys.length, ...redisKeys, ...ids)) as number[];
     return new Map(keys.map((k, i) => [k, [states[2 * i] as SlotState, states[2 * i + 1] as SlotState]]));
   }
 
@@ -417,6 +502,8 @@ export class BullQueue implements JobQueue {
    */
   close(): Promise<void> {
     this.closing ??= (async () => {
+      // Adds lingering for companions go out now.
+      for (const [name, lane] of this.addBatches) if (lane.linger) this.sendAdds(name, lane);
       const lanes = [...this.lanes.values()];
       await Promise.all(lanes.map((l) => l.worker?.close()));
       // Each add is bounded (connect wait, command timeout), so this ends.
@@ -456,6 +543,8 @@ export class BullQueue implements JobQueue {
     });
     const producer: Producer = { queue, downSince: Date.now() };
     const client = queue.client;
+    // No numberOfKeys: the key count is the first argument of each call.
+    client.defineCommand(CLASSIFY_COMMAND, { lua: CLASSIFY_LUA });
     client.on('ready', () => {
       producer.downSince = undefined;
     });

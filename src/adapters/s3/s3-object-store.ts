@@ -15,6 +15,11 @@
  * without conditional writes). Uploads carry the SHA-256 the ingest already computed, so S3
  * refuses bytes that do not match their key.
  *
+ * Local copies (`localCopyDir`, see local-copies.ts): the spool file of a
+ * message this store has just created is kept for a short while, so that an
+ * index job on this host reads it from disk (checked against its hash)
+ * instead of with a GET.
+ *
  * Retention is only ever extended by this code (`extendRetention` reads the
  * current date first and never sends an earlier one); legal holds are read
  * with the explicit API so that a missing permission fails closed.
@@ -30,7 +35,7 @@
 import { createReadStream } from 'node:fs';
 import { unlink } from 'node:fs/promises';
 import { createHash } from 'node:crypto';
-import type { Readable } from 'node:stream';
+import { Readable } from 'node:stream';
 import type { Logger } from 'pino';
 import {
   GetBucketVersioningCommand,
@@ -56,6 +61,7 @@ import type { Envelope, Sha256 } from '../../domain/types.js';
 import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
+import { LocalCopies } from './local-copies.js';
 import { SEAL_NAME, assertSealName, type DeleteResult, type LockBatchResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
@@ -117,6 +123,13 @@ export interface S3ObjectStoreOptions {
   clock?: () => Date;
   /** A ready-made client (tests wrap one to record calls); `close()` destroys it. */
   client?: S3Client;
+  /**
+   * Where to keep local copies of messages this store has just created
+   * (see local-copies.ts): the index job then reads a new message from there
+   * instead of with a GET. On the spool directory's filesystem (the spool
+   * file is renamed there). Omit to read every message from S3.
+   */
+  localCopyDir?: string;
 }
 
 /** Object Lock retention of one object version. */
@@ -161,6 +174,7 @@ export class S3ObjectStore implements ObjectStore {
   private readonly putAttempts: number;
   private readonly clock: () => Date;
   private readonly where: string;
+  private readonly localCopies: LocalCopies | undefined;
 
   constructor(opts: S3ObjectStoreOptions) {
     if (!Number.isInteger(opts.defaultRetentionDays) || opts.defaultRetentionDays < 1) {
@@ -181,6 +195,7 @@ export class S3ObjectStore implements ObjectStore {
     this.putAttempts = Math.max(opts.putAttempts ?? 3, 1);
     this.clock = opts.clock ?? (() => new Date());
     this.where = `s3://${this.bucket}/${this.prefix}${opts.endpoint ? ` at ${opts.endpoint}` : ''}`;
+    this.localCopies = opts.localCopyDir ? new LocalCopies({ dir: opts.localCopyDir, log: opts.log }) : undefined;
     this.client =
       opts.client ??
       new S3Client({
@@ -213,8 +228,8 @@ export class S3ObjectStore implements ObjectStore {
       });
   }
 
-  /** Builds the store from the validated configuration (ARCHIVE_S3_*). */
-  static fromConfig(config: Config, log: Logger): S3ObjectStore {
+  /** Builds the store from the validated configuration (ARCHIVE_S3_*); `localCopyDir`: see the option. */
+  static fromConfig(config: Config, log: Logger, localCopyDir?: string): S3ObjectStore {
     if (!config.ARCHIVE_S3_BUCKET) throw new ConfigError('ARCHIVE_S3_BUCKET: required when ARCHIVE_STORE=s3');
     const id = config.ARCHIVE_S3_ACCESS_KEY_ID;
     const secret = config.ARCHIVE_S3_SECRET_ACCESS_KEY;
@@ -233,6 +248,7 @@ export class S3ObjectStore implements ObjectStore {
       sse: config.ARCHIVE_S3_SSE,
       kmsKeyId: config.ARCHIVE_S3_SSE_KMS_KEY_ID,
       log: log.child({ component: 'store', driver: 's3' }),
+      localCopyDir,
     });
   }
 
@@ -303,6 +319,7 @@ export class S3ObjectStore implements ObjectStore {
           `aws s3api put-bucket-versioning --bucket ${b} --versioning-configuration Status=Enabled; see ${BUCKET_DOC}`,
       );
     }
+    await this.localCopies?.init();
     this.log.info({ bucket: b, prefix: this.prefix, lockMode: this.lockMode, retentionDays: this.retentionDays }, 'S3 object store ready');
   }
 
@@ -320,6 +337,7 @@ export class S3ObjectStore implements ObjectStore {
   async putMessage(spool: SpoolFile): Promise<PutResult> {
     assertSha256(spool.sha256);
     const key = this.messageKey(spool.sha256);
+    let kept = false;
     try {
       const multipart = spool.size >= this.multipartThreshold;
       // A duplicate is refused by If-None-Match without a HEAD first (one
@@ -329,12 +347,16 @@ export class S3ObjectStore implements ObjectStore {
       if ((multipart || !this.conditionalWrites) && (await this.exists(key))) return { created: false };
       const until = this.defaultRetainUntil();
       const created = multipart ? await this.uploadMultipart(spool, key, until) : await this.putSingle(spool, key, until);
-      if (created) this.log.debug({ sha256: spool.sha256, size: spool.size }, 'stored');
+      if (created) {
+        this.log.debug({ sha256: spool.sha256, size: spool.size }, 'stored');
+        // Only an object this PUT created (fresh lock, so not deletable for a day) gets a local copy.
+        kept = (await this.localCopies?.keep(spool.path, spool.sha256, spool.size)) ?? false;
+      }
       return { created };
     } catch (err) {
       throw new StorageUnavailableError(`could not store message ${spool.sha256} in ${this.where}: ${describe(err)}`, { cause: err });
     } finally {
-      await unlink(spool.path).catch(() => undefined);
+      if (!kept) await unlink(spool.path).catch(() => undefined);
     }
   }
 
@@ -518,6 +540,9 @@ export class S3ObjectStore implements ObjectStore {
 
   async getMessage(sha256: Sha256, opts: { verify?: boolean } = {}): Promise<Readable> {
     const key = this.messageKey(sha256);
+    // A fresh local copy of a message this host just stored, already checked against its hash.
+    const local = await this.localCopies?.read(sha256);
+    if (local) return Readable.from([local], { objectMode: false });
     let body: Readable;
     try {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
@@ -542,14 +567,32 @@ export class S3ObjectStore implements ObjectStore {
     return head ? { sha256, size: head.ContentLength ?? 0 } : undefined;
   }
 
-  async getEnvelopes(sha256: Sha256): Promise<Envelope[]> {
+  /**
+   * One listing, then one GET per envelope, except for a `known` envelope
+   * whose bytes match the listed object: its JSON (as putEnvelope writes it)
+   * must hash to the object's ETag, the MD5 of the body for a single PUT
+   * without SSE-KMS. Under SSE-KMS (ETag not an MD5), or when a known
+   * envelope differs in any byte, the envelope is read. The index job passes
+   * the envelope of the delivery that enqueued it, which saves one request
+   * per message.
+   */
+  async getEnvelopes(sha256: Sha256, known: Envelope[] = []): Promise<Envelope[]> {
     assertSha256(sha256);
-    const keys: string[] = [];
+    const listed: { key: string; etag?: string }[] = [];
     for await (const page of this.listPages(`${this.prefix}envelopes/${sha256}/`)) {
-      for (const o of page) if (o.key.endsWith('.json')) keys.push(o.key);
+      for (const o of page) if (o.key.endsWith('.json')) listed.push(o);
     }
-    keys.sort();
-    return mapLimit(keys, ENVELOPE_FETCH_CONCURRENCY, (k) => this.readEnvelope(k));
+    listed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    const byKey = new Map<string, Envelope>();
+    for (const env of known) {
+      if (env?.sha256 !== sha256 || typeof env.id !== 'string' || !/^[0-9A-Za-z-]+$/.test(env.id)) continue;
+      byKey.set(this.envelopeKey(sha256, env.id), env);
+    }
+    return mapLimit(listed, ENVELOPE_FETCH_CONCURRENCY, async (o) => {
+      const env = byKey.get(o.key);
+      if (env && o.etag && o.etag === createHash('md5').update(JSON.stringify(env), 'utf8').digest('hex')) return env;
+      return this.readEnvelope(o.key);
+    });
   }
 
   async *listMessages(): AsyncIterable<StoredObjectInfo> {
@@ -580,6 +623,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   async close(): Promise<void> {
+    this.localCopies?.close();
     this.client.destroy();
   }
 
@@ -769,6 +813,8 @@ export class S3ObjectStore implements ObjectStore {
       if (held) throw new RetentionLockedError(`${v.key} (version ${v.versionId}) is under a legal hold`);
       if (until && until.getTime() > now) throw new RetentionLockedError(`${v.key} (version ${v.versionId}) is retained until ${until.toISOString()}`);
     }
+    // No read may be served from a local copy once deletion starts.
+    await this.localCopies?.drop(sha256);
     // The message first, its envelopes after: a retry after a partial failure finishes the rest.
     versions.sort((a, b) => Number(b.key === msgKey) - Number(a.key === msgKey));
     for (const v of versions) {
@@ -881,7 +927,7 @@ export class S3ObjectStore implements ObjectStore {
   }
 
   /** ListObjectsV2 pages under a prefix, one request per page. */
-  private async *listPages(prefix: string): AsyncIterable<{ key: string; size: number }[]> {
+  private async *listPages(prefix: string): AsyncIterable<{ key: string; size: number; etag?: string }[]> {
     let token: string | undefined;
     do {
       let res;
@@ -892,7 +938,10 @@ export class S3ObjectStore implements ObjectStore {
       } catch (err) {
         throw unavailable(`could not list ${prefix} in ${this.where}`, err);
       }
-      yield (res.Contents ?? []).filter((o) => o.Key !== undefined).map((o) => ({ key: o.Key as string, size: o.Size ?? 0 }));
+      yield (res.Contents ?? [])
+        .filter((o) => o.Key !== undefined)
+        // ETag without its quotes: the body's MD5 in hex for a single PUT (not under SSE-KMS).
+        .map((o) => ({ key: o.Key as string, size: o.Size ?? 0, etag: o.ETag?.replace(/"/g, '').toLowerCase() }));
       token = res.IsTruncated ? res.NextContinuationToken : undefined;
     } while (token);
   }
