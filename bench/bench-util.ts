@@ -1,8 +1,9 @@
 /**
  * Shared pieces of the benchmarks: the SpamAssassin corpus, child archives,
- * RSS sampling and percentiles. Benchmarks print figures; they never fail on time.
+ * RSS sampling, CPU per process and percentiles. Benchmarks print figures; they never fail on time.
  */
-import { spawn, type ChildProcess } from 'node:child_process';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { readFileSync } from 'node:fs';
 import { readFile } from 'node:fs/promises';
 import { createRequire } from 'node:module';
 import { createServer, connect } from 'node:net';
@@ -65,6 +66,41 @@ export function rssSampler(pid: number): { stop(): void; peakMb(): number } {
   return {
     stop: () => clearInterval(t),
     peakMb: () => peak / 1024,
+  };
+}
+
+/** CPU seconds (user + system, all threads) a process has used so far; 0 once it is gone. */
+export function cpuSecondsOf(pid: number): number {
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    return (Number(f[11]) + Number(f[12])) / CLOCK_TICKS;
+  } catch {
+    return 0;
+  }
+}
+/** USER_HZ: the unit of /proc/<pid>/stat times (100 on Linux everywhere). */
+const CLOCK_TICKS = 100;
+
+/** The pid of the oldest process whose command line contains `pattern` (pgrep -o -f), if any. */
+export function pidOf(pattern: string): number | undefined {
+  try {
+    const out = execFileSync('pgrep', ['-o', '-f', pattern], { encoding: 'utf8' }).trim();
+    return out ? Number(out) : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * CPU seconds each named process uses from now until `read()`: where a run's
+ * cores went (the server, a worker, OpenSearch, Redis, the S3 endpoint).
+ */
+export function cpuMeter(pids: Record<string, number | undefined>): { read(): Record<string, number> } {
+  const start = new Map(Object.entries(pids).flatMap(([name, pid]) => (pid ? [[name, { pid, at: cpuSecondsOf(pid) }] as const] : [])));
+  return {
+    read: () => Object.fromEntries([...start].map(([name, s]) => [name, Math.max(0, cpuSecondsOf(s.pid) - s.at)])),
   };
 }
 

@@ -25,7 +25,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parseArgs } from 'node:util';
 import { SmtpLoadConnection } from './smtp-load-client.js';
-import { CLI, asSmtpMessage, fmt, loadSpamAssassin, percentile, rssSampler, startArchiveChild } from './bench-util.js';
+import { CLI, asSmtpMessage, cpuMeter, fmt, pidOf, loadSpamAssassin, percentile, rssSampler, startArchiveChild } from './bench-util.js';
 import { dropOpenSearchIndices, s3PutRate, scaleOutEnv } from './scale-out-env.js';
 
 type Mode = 'embedded' | 'scale-out' | 'scale-out-fs';
@@ -54,6 +54,8 @@ interface Row {
   max: number;
   rssMb: number;
   s3PutRate?: number;
+  /** CPU seconds per process from the first message to the last searchable. */
+  cpu: Record<string, number>;
 }
 
 async function run(mode: Mode, messages: Buffer[]): Promise<Row> {
@@ -67,6 +69,13 @@ async function run(mode: Mode, messages: Buffer[]): Promise<Row> {
   let worker: ChildProcess | undefined;
   if (mode !== 'embedded') worker = spawn(process.execPath, [CLI, 'worker'], { env: { ...process.env, ARCHIVE_LOG_LEVEL: 'warn', ...env }, stdio: 'inherit' });
   const rss = rssSampler(archive.proc.pid!);
+  const cpu = cpuMeter({
+    server: archive.proc.pid,
+    'load client': process.pid,
+    worker: worker?.pid,
+    ...(mode === 'embedded' ? {} : { opensearch: pidOf('org.opensearch.bootstrap.OpenSearch'), redis: pidOf('redis-server') }),
+    ...(mode === 'scale-out' ? { s3: pidOf('moto.server') } : {}),
+  });
   const distinct = new Set(messages.map((m) => m.toString('base64'))).size;
   let next = 0;
   const t0 = performance.now();
@@ -80,6 +89,7 @@ async function run(mode: Mode, messages: Buffer[]): Promise<Row> {
   const acked = (performance.now() - t0) / 1000;
   while ((await searchTotal(archive.httpPort)) < distinct) await new Promise((r) => setTimeout(r, 100));
   const searchable = (performance.now() - t0) / 1000;
+  const cpuUsed = cpu.read();
 
   // Normal load: one message every 100 ms; time from 250 to searchable by its Message-ID.
   const lat: number[] = [];
@@ -101,7 +111,7 @@ async function run(mode: Mode, messages: Buffer[]): Promise<Row> {
   if (mode !== 'embedded') await dropOpenSearchIndices(env.ARCHIVE_OPENSEARCH_URL!, env.ARCHIVE_OPENSEARCH_INDEX_PREFIX!);
   await rm(dataDir, { recursive: true, force: true });
   lat.sort((a, b) => a - b);
-  return { mode, acked: messages.length / acked, searchable: distinct / searchable, p50: percentile(lat, 50), max: lat.at(-1)!, rssMb: rss.peakMb(), s3PutRate: putRate };
+  return { mode, acked: messages.length / acked, searchable: distinct / searchable, p50: percentile(lat, 50), max: lat.at(-1)!, rssMb: rss.peakMb(), s3PutRate: putRate, cpu: cpuUsed };
 }
 
 /** Creates an API token through the CLI when the archive has users (issue 5); none otherwise. */
@@ -123,6 +133,7 @@ const raw = await loadSpamAssassin(limit);
 const messages = raw.map(asSmtpMessage);
 const modes = MODES[values.mode!] ?? [values.mode as Mode];
 const rows: Row[] = [];
+const distinctCount = new Set(messages.map((m) => m.toString('base64'))).size;
 for (const m of modes) rows.push(await run(m, messages));
 const base = rows.find((r) => r.mode === 'embedded');
 const share = (v: number, b?: number) => (b ? `${fmt((100 * v) / b)}%` : '');
@@ -134,4 +145,10 @@ for (const r of rows) {
   );
 }
 console.log('(p50/max: 250 → searchable at one message per 100 ms; RSS: the server process)');
+console.log('CPU seconds per process, first message to last searchable (2 cores: at most 2 s per second of run):');
+for (const r of rows) {
+  const parts = Object.entries(r.cpu).map(([name, s]) => `${name} ${fmt(s, 1)}`);
+  const total = Object.values(r.cpu).reduce((a, b) => a + b, 0);
+  console.log(`  ${r.mode.padEnd(13)} ${parts.join(', ')}; total ${fmt(total, 1)} s, ${fmt((total * 1000) / distinctCount, 2)} ms per message`);
+}
 for (const r of rows) if (r.s3PutRate) console.log(`S3 endpoint ceiling (scale-out): ${fmt(r.s3PutRate)} small PUTs/s at 8 in flight, measured after the run`);
