@@ -143,6 +143,38 @@ describe('FsObjectStore: disposition', () => {
     }
   });
 
+  it('a batch lock change over many messages of one shard directory (listed once, not stat\'ed each) reports exactly the absent ones', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-shard-batch-'));
+    const store = new FsObjectStore(path.join(root, 'store'), path.join(root, 'spool'));
+    await store.init();
+    try {
+      // Messages whose hashes share their first four hex digits, i.e. one shard directory (ab/cd/).
+      const first = Buffer.from('shard batch 0');
+      const prefix = sha256Hex(first).slice(0, 4);
+      const same: Buffer[] = [first];
+      for (let i = 1; same.length < 5; i++) {
+        const b = Buffer.from(`shard batch ${i}`);
+        if (sha256Hex(b).startsWith(prefix)) same.push(b);
+      }
+      const stored: string[] = [];
+      for (const b of same) stored.push((await store.putMessage(await spoolBytes(path.join(root, 'spool'), b)), sha256Hex(b)));
+      // Absent: one named in the same directory, four in a directory that does not exist, one alone.
+      const fake = (p: string) => p + randomBytes(32).toString('hex').slice(p.length);
+      const otherPrefix = prefix === 'ffff' ? '0000' : 'ffff';
+      const absent = [fake(prefix), ...Array.from({ length: 4 }, () => fake(otherPrefix)), fake('ab')];
+      const r = await store.setLegalHolds([...stored, ...absent], true);
+      expect(r.missing.sort()).toEqual([...absent].sort());
+      for (const s of stored) expect(await store.getLegalHold(s)).toBe(true);
+      // And the same batch scattered (one per directory, stat'ed): the same answer.
+      expect((await store.setLegalHolds([stored[0]!, absent[0]!, absent[5]!], false)).missing.sort()).toEqual([absent[0], absent[5]].sort());
+      expect(await store.getLegalHold(stored[0]!)).toBe(false);
+      expect((await store.extendRetentions([...stored, ...absent].map((sha256) => ({ sha256, until: new Date(Date.now() + DAY_MS) })))).missing.sort()).toEqual([...absent].sort());
+    } finally {
+      await store.close();
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('two stores on one directory (server and CLI): concurrent lock changes are all kept', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-lock-race-'));
     const open = async () => {
