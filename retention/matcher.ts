@@ -69,6 +69,26 @@ export function holdQuery(h: Pick<HoldInput, 'custodians' | 'query' | 'dateFrom'
   return allOf(parts);
 }
 
+/**
+ * Whether matching a query looks at a message's body or attachment text
+ * (words or phrases in `body:` or in the default all-text field). A walk for
+ * matchers that do not can leave the text out (ScanRequest.withoutText).
+ */
+export function queryUsesText(node: QueryNode): boolean {
+  switch (node.type) {
+    case 'and':
+    case 'or':
+      return node.children.some(queryUsesText);
+    case 'not':
+      return queryUsesText(node.child);
+    case 'term':
+    case 'phrase':
+      return node.field === 'body' || node.field === 'any';
+    default:
+      return false;
+  }
+}
+
 // ------------------------------------------------------------ in memory
 
 type AddressField = 'from' | 'to' | 'cc' | 'bcc' | 'participant';

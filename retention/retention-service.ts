@@ -23,7 +23,7 @@ import type { AuditEvent } from '../src/audit/audit-trail.js';
 import { CatalogConflictError, NotFoundError, ValidationError } from '../src/errors.js';
 import type { QueryNode } from '../search/index.js';
 import { computeRetainUntil, later } from './retain-until.js';
-import { holdQuery, inScope, matchDocument, policyQuery } from './matcher.js';
+import { holdQuery, inScope, matchDocument, policyQuery, queryUsesText } from './matcher.js';
 import {
   COLLECTIONS,
   FOREVER,
@@ -241,7 +241,7 @@ export class RetentionService {
     const holds = await this.activeHolds();
     const q = old ? orOf(policyQuery(old.matcher), policyQuery(draft.matcher)) : policyQuery(draft.matcher);
     const r: SimulationResult = { examined: 0, governed: 0, unchanged: 0, extended: 0, keptLonger: 0, expiredNow: 0, held: 0, forever: 0 };
-    for await (const docs of this.walk(q, null)) {
+    for await (const docs of this.walk(q, null, !needsText(next, holds))) {
       const existing = await this.records(docs.map((d) => d.id));
       for (const doc of docs) {
         r.examined++;
@@ -423,7 +423,8 @@ export class RetentionService {
     let n = 0;
     const policies = await this.listPolicies();
     // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
-    for await (const docs of readAhead(this.walk(q, h.scope))) {
+    // The hold itself is not matched per document (the walk is its match set), so only the policies may need the text.
+    for await (const docs of readAhead(this.walk(q, h.scope, !needsText(policies)))) {
       for (const batch of batches(uniqueById(docs), APPLY_BATCH)) await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
       n += docs.length;
     }
@@ -639,9 +640,9 @@ export class RetentionService {
    * not see was saved after that read, and this walk (which starts after the
    * save) sees the message.
    */
-  async *walk(query: QueryNode, scope: HoldScope | null): AsyncIterable<IndexedMessage[]> {
+  async *walk(query: QueryNode, scope: HoldScope | null, withoutText = false): AsyncIterable<IndexedMessage[]> {
     await this.o.index.refresh();
-    yield* this.o.index.scan({ query, scope });
+    yield* this.o.index.scan({ query, scope, withoutText });
   }
 
   private async listAll<T>(collection: string, where?: Record<string, string>): Promise<CatalogRecord<T>[]> {
@@ -659,7 +660,20 @@ export class RetentionService {
 
 /** Whether an active hold covers a document (its query, within its creator's scope). */
 export function holdCovers(h: Hold, doc: IndexedMessage): boolean {
-  return h.status === 'active' && inScope(doc, h.scope) && matchDocument(cached(`h:${h.id}:${h.query ?? ''}:${(h.custodians ?? []).join(',')}:${h.dateFrom ?? ''}:${h.dateTo ?? ''}`, () => holdQuery(h)), doc);
+  return h.status === 'active' && inScope(doc, h.scope) && matchDocument(holdMatcher(h), doc);
+}
+
+function holdMatcher(h: Hold): QueryNode {
+  return cached(`h:${h.id}:${h.query ?? ''}:${(h.custodians ?? []).join(',')}:${h.dateFrom ?? ''}:${h.dateTo ?? ''}`, () => holdQuery(h));
+}
+
+function policyMatcher(p: Policy): QueryNode {
+  return cached(`p:${JSON.stringify(p.matcher)}`, () => policyQuery(p.matcher));
+}
+
+/** Whether evaluating these policies (and holds) against a document looks at its text; when not, a walk may leave the text out. */
+function needsText(policies: Policy[], holds: Hold[] = []): boolean {
+  return policies.some((p) => queryUsesText(policyMatcher(p))) || holds.some((h) => queryUsesText(holdMatcher(h)));
 }
 
 /** Compiled matchers by what they were compiled from; parsing a query per message would dominate bulk application. */
@@ -685,7 +699,7 @@ function cached(key: string, compile: () => QueryNode): QueryNode {
 export function evaluate(doc: IndexedMessage, policies: Policy[]): Evaluation {
   let best: Evaluation | undefined;
   for (const p of policies) {
-    if (p.isDefault || !matchDocument(cached(`p:${JSON.stringify(p.matcher)}`, () => policyQuery(p.matcher)), doc)) continue;
+    if (p.isDefault || !matchDocument(policyMatcher(p), doc)) continue;
     const until = computeRetainUntil(p.period, doc);
     if (!best || until > best.until || (until === best.until && p.id < best.policy.id)) best = { policy: p, until };
   }

@@ -158,4 +158,30 @@ describe(`retention batches (${mode})`, () => {
     // Nothing changed since they were archived: the records stay at version 1.
     for (const sha of shas) expect((await record(fx, sha)).version).toBe(1);
   });
+
+  it('a hold walks without the text only when no policy matches on it: a body-text policy keeps governing its messages', async () => {
+    const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', mode });
+    fixtures.push(fx);
+    const merger = await fx.service.createPolicy({ name: 'Merger 10y', matcher: { query: 'body:merger' }, period: { unit: 'years', count: 10, from: 'sent' }, action: 'delete' }, actor);
+    const sizes = await fx.service.createPolicy({ name: 'Finance 3y', matcher: { senders: ['finance.example'] }, period: { unit: 'years', count: 3, from: 'sent' }, action: 'delete' }, actor);
+    const m1 = await fx.archive({ from: 'a@corp.example', to: ['cust@corp.example'], date: '2019-12-01T00:00:00Z', body: 'About the merger with Contoso.' });
+    const m2 = await fx.archive({ from: 'cfo@finance.example', to: ['cust@corp.example'], date: '2019-12-01T00:00:00Z', body: 'Quarterly numbers.' });
+    const m3 = await fx.archive({ from: 'b@corp.example', to: ['cust@corp.example'], date: '2019-12-01T00:00:00Z', body: 'Lunch?' });
+    const before = await Promise.all([m1, m2, m3].map((s) => record(fx, s)));
+    expect(before.map((r) => r.data.policyId)).toEqual([merger.id, sizes.id, before[2]!.data.policyId]);
+    const kase = await fx.service.createCase({ name: 'Case', matterNumber: 'M-2', custodians: ['cust@corp.example'] }, actor);
+    const hold = await fx.service.createHold({ caseId: kase.id, name: 'Custodian hold' }, actor);
+    expect(hold.messageCount).toBe(3);
+    const after = await Promise.all([m1, m2, m3].map((s) => record(fx, s)));
+    for (const [i, r] of after.entries()) {
+      expect(r.data.held).toBe(true);
+      // The hold's walk evaluated the policies on whole documents: each keeps its policy and dates.
+      expect(r.data.policyId).toBe(before[i]!.data.policyId);
+      expect(r.data.policyRetainUntil).toBe(before[i]!.data.policyRetainUntil);
+    }
+    // The simulator sees the text too.
+    const sim = await fx.service.simulate({ name: 'Merger 12y', matcher: { query: 'body:merger' }, period: { unit: 'years', count: 12, from: 'sent' }, action: 'delete' }, merger.id);
+    expect(sim.governed).toBe(1);
+    expect(sim.extended).toBe(1);
+  });
 });

@@ -29,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, errors as osErrors, type ClientOptions } from '@opensearch-project/opensearch';
 import type { Logger } from 'pino';
 import type { Config } from '../../src/config/config.js';
-import type { IndexedMessage } from '../../src/domain/indexed-message.js';
+import { withoutText, type IndexedMessage } from '../../src/domain/indexed-message.js';
 import { AppError, ConfigError, ServiceUnavailableError, ValidationError } from '../../src/errors.js';
 import type {
   Facets,
@@ -46,6 +46,9 @@ import type {
   SearchRequest,
 } from '../../src/ports/message-index.js';
 import { SCAN_PAGE_SIZE } from '../../src/ports/message-index.js';
+
+/** What a `withoutText` scan leaves out of `_source` (blanked in the documents it yields). */
+const TEXT_SOURCE_FIELDS = ['msg.body', 'msg.attachmentText'];
 import { FACET_DOMAIN_FIELD, MAPPING_PROPERTIES, MAPPING_VERSION, cut, diffMappings, indexBody, toIndexDocument, yearString } from './opensearch-mappings.js';
 import { compileQuery, withScope, type OsQuery } from './opensearch-query-compiler.js';
 import { bucketStarts } from '../ingest-histogram.js';
@@ -736,8 +739,9 @@ export class OpenSearchMessageIndex implements MessageIndex {
 
   /** Id order, search_after on the documents' own ids: the walk survives an alias swap by `archive reindex`. */
   async *scan(req: ScanRequest): AsyncIterable<IndexedMessage[]> {
-    const body = { query: withScope(compileQuery(req.query), req.scope), sort: [{ id: { order: 'asc' } }], size: SCAN_PAGE_SIZE, _source: ['msg'] };
-    for await (const hits of this.pages(this.alias, body)) yield hits.map((h) => this.msgOf(h));
+    const source = req.withoutText ? { includes: ['msg'], excludes: TEXT_SOURCE_FIELDS } : ['msg'];
+    const body = { query: withScope(compileQuery(req.query), req.scope), sort: [{ id: { order: 'asc' } }], size: SCAN_PAGE_SIZE, _source: source };
+    for await (const hits of this.pages(this.alias, body)) yield hits.map((h) => (req.withoutText ? withoutText(this.msgOf(h)) : this.msgOf(h)));
   }
 
   /**
@@ -1039,7 +1043,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
    * no totals: with `track_total_hits: false` Lucene's sort optimisation skips
    * documents that cannot enter a page, so a page costs about its own size).
    */
-  private async *pages(index: string, body: { query: OsQuery; sort: unknown[]; size: number; _source: string[] | false }): AsyncIterable<Hit[]> {
+  private async *pages(index: string, body: { query: OsQuery; sort: unknown[]; size: number; _source: string[] | false | { includes: string[]; excludes: string[] } }): AsyncIterable<Hit[]> {
     let after: unknown[] | undefined;
     for (;;) {
       const r = await call('search', () =>

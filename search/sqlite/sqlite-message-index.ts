@@ -52,7 +52,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { Config } from '../../src/config/config.js';
 import type { Logger } from '../../src/logger.js';
-import type { IndexedMessage, Participant } from '../../src/domain/indexed-message.js';
+import { withoutText, type IndexedMessage, type Participant } from '../../src/domain/indexed-message.js';
 import { ServiceUnavailableError, ValidationError } from '../../src/errors.js';
 import type {
   FacetBucket,
@@ -128,6 +128,14 @@ const WAL_CHECKPOINT_PAGES = 10_000;
 
 /** Free pages returned to the file system per step after a rebuild (4 KiB each: 16 MiB per step, one short write lock). */
 const VACUUM_PAGES_PER_STEP = 4096;
+
+/**
+ * A `withoutText` scan's document column: documents over 2 KB (where the text
+ * is most of the JSON) lose their body and attachment text in SQLite's own
+ * JSON code, before JavaScript parses them; smaller ones are parsed whole
+ * (rewriting them would cost more than it saves) and blanked after.
+ */
+const DOC_WITHOUT_TEXT = `CASE WHEN octet_length(d.doc) > 2048 THEN json_set(d.doc, '$.body', '', '$.attachmentText', '') ELSE d.doc END`;
 
 /** Largest page a search may ask for (the port's limit). */
 const MAX_PAGE_SIZE = 500;
@@ -1002,7 +1010,7 @@ export class SqliteMessageIndex implements MessageIndex {
         const docs = this.db
           .transaction((): string[] | undefined => {
             if (this.generation() !== snapshot.generation) return undefined;
-            return this.stmt(`SELECT d.doc FROM json_each(?) j CROSS JOIN ${t.docs} d ON d.mid = j.value ORDER BY j.key`)
+            return this.stmt(`SELECT ${req.withoutText ? DOC_WITHOUT_TEXT : 'd.doc'} FROM json_each(?) j CROSS JOIN ${t.docs} d ON d.mid = j.value ORDER BY j.key`)
               .pluck()
               .all(JSON.stringify(snapshot.mids.slice(i, i + SCAN_PAGE_SIZE))) as string[];
           })
@@ -1011,7 +1019,7 @@ export class SqliteMessageIndex implements MessageIndex {
           rebuilt = true;
           this.log.info('the index was rebuilt during a scan; scanning again');
         } else if (docs.length) {
-          yield docs.map((d) => JSON.parse(d) as IndexedMessage);
+          yield req.withoutText ? docs.map((d) => withoutText(JSON.parse(d) as IndexedMessage)) : docs.map((d) => JSON.parse(d) as IndexedMessage);
         }
       }
       if (!rebuilt) return;

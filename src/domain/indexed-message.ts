@@ -63,3 +63,10 @@ export interface IndexedMessage {
 
 /** Bound on the body text and on the attachment text kept per message, in characters. */
 export const MAX_INDEXED_TEXT = 1_000_000;
+
+/** A document with its body and attachment text blanked, as a `withoutText` scan yields it (changes and returns `doc`). */
+export function withoutText(doc: IndexedMessage): IndexedMessage {
+  doc.body = '';
+  doc.attachmentText = '';
+  return doc;
+}

@@ -66,6 +66,14 @@ export interface SearchPage {
 export interface ScanRequest {
   query: QueryNode;
   scope?: Scope | null;
+  /**
+   * The documents come with `body` and `attachmentText` empty (every other
+   * field whole), for walks that look at neither: a hold or policy whose
+   * matchers use no words of the body (queryUsesText). In a real archive the
+   * text is most of a document, so a bulk walk then reads and parses a
+   * fraction of it (on OpenSearch the text stays out of `_source`).
+   */
+  withoutText?: boolean;
 }
 
 /** Most documents in one page of a `scan`. */

@@ -853,6 +853,22 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(await scanKeys(index, parseQuery('quarterly'), { addresses: ['nobody@nowhere.test'], domains: [] })).toEqual([]);
       });
 
+      it('scan withoutText: the same documents with body and attachment text blank, small and large alike', async () => {
+        const big = 'Privileged memo paragraph with ümlauts and "quotes" \\ and a tab\t. '.repeat(200);
+        const docs = [
+          makeDoc({ n: 0x30001, key: 'notext-big', date: '2021-03-01T00:00:00.000Z', subject: 'Notext big', body: big, attachmentText: big.slice(0, 3000), attachments: [{ filename: 'memo.txt', contentType: 'text/plain', size: 3000, sha256: 'a'.repeat(64) }] }),
+          makeDoc({ n: 0x30002, key: 'notext-small', date: '2021-03-02T00:00:00.000Z', subject: 'Notext small', body: 'short body', attachmentText: 'short text' }),
+        ];
+        await index.upsert(docs);
+        await index.refresh();
+        const q = parseQuery('notext');
+        const full = (await scanPages(index, q)).flat();
+        expect(full).toEqual(docs);
+        const bare: IndexedMessage[] = [];
+        for await (const page of index.scan({ query: q, withoutText: true })) bare.push(...page);
+        expect(bare).toEqual(docs.map((d) => ({ ...d, body: '', attachmentText: '' })));
+      });
+
       it('scan across a rebuild committed mid-walk: every document of the new index is yielded, nothing else', async () => {
         const docs = bulkDocs(2 * SCAN_PAGE_SIZE + 500);
         for (let i = 0; i < docs.length; i += 500) await index.upsert(docs.slice(i, i + 500));

@@ -47,6 +47,8 @@ export interface TestMail {
   /** ISO-8601 Date header. */
   date: string;
   subject?: string;
+  /** Plain-text body (default `Body <n>`). */
+  body?: string;
   attachment?: boolean;
 }
 
@@ -92,7 +94,7 @@ export function rawMail(mail: TestMail): Buffer {
     `Message-ID: <${createHash('sha256').update(`${JSON.stringify(mail)} ${++seq} ${Math.random()}`).digest('hex').slice(0, 24)}@test.example>`,
     'MIME-Version: 1.0',
   ];
-  if (!mail.attachment) return Buffer.from([...lines, 'Content-Type: text/plain; charset=utf-8', '', `Body ${seq}`, ''].join('\r\n'));
+  if (!mail.attachment) return Buffer.from([...lines, 'Content-Type: text/plain; charset=utf-8', '', mail.body ?? `Body ${seq}`, ''].join('\r\n'));
   return Buffer.from(
     [
       ...lines,
@@ -101,7 +103,7 @@ export function rawMail(mail: TestMail): Buffer {
       '--b1',
       'Content-Type: text/plain',
       '',
-      `Body ${seq}`,
+      mail.body ?? `Body ${seq}`,
       '--b1',
       'Content-Type: application/octet-stream',
       'Content-Disposition: attachment; filename="report.bin"',
