@@ -45,7 +45,8 @@ export async function documentFor(
   // Every stored message has an envelope (both are written before the 250),
   // so none means it was disposed of since the size was known.
   if (envelopes.length === 0 && knownSize !== undefined && !(await store.statMessage(sha256))) return undefined;
-  const open = () => store.getMessage(sha256, { verify: false });
+  // The parser reads it whole; a fresh local copy (hash-checked) may stand in for the store's bytes here.
+  const open = () => store.getMessage(sha256, { verify: false, recentCopy: true });
   let parsed: ParsedMessage;
   try {
     parsed = pool ? await pool.parse(size, open) : await parseMessage(await open(), DEFAULT_PARSE_LIMITS);

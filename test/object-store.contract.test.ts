@@ -643,22 +643,26 @@ if (!endpoint) {
       }
     });
 
-    it('a message this store just created is read from its local copy (no GET), also by another store on the directory; a duplicate is read from S3', async () => {
+    it('the index job (recentCopy) reads a message this store just created from its local copy (no GET), also through another store on the directory; every other read, and a duplicate, reads S3', async () => {
       await withLocalCopies(async (fx, sent, copies) => {
         const bytes = sampleMessage('local copy');
         const spool = await spoolBytes(fx.spoolDir, bytes);
         expect(await fx.store.putMessage(spool)).toEqual({ created: true });
         await expect(fileGone(spool.path)).resolves.toBe(true);
         sent.length = 0;
+        expect((await readAll(await fx.store.getMessage(spool.sha256, { recentCopy: true }))).equals(bytes)).toBe(true);
+        expect((await readAll(await fx.store.getMessage(spool.sha256, { verify: false, recentCopy: true }))).equals(bytes)).toBe(true);
+        expect(sent).toEqual([]);
+        // A fixity check, an export or a download reads what S3 holds, never the copy.
         expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
         expect((await readAll(await fx.store.getMessage(spool.sha256, { verify: false }))).equals(bytes)).toBe(true);
-        expect(sent).toEqual([]);
+        expect(sent).toEqual(['GetObjectCommand', 'GetObjectCommand']);
 
         // Another store on the same directory (a worker beside the server) uses the copy too.
         const other = new S3ObjectStore(s3Options({ prefix: fx.prefix, client: rawClient(), localCopyDir: copies }));
         await other.init();
         try {
-          expect((await readAll(await other.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+          expect((await readAll(await other.getMessage(spool.sha256, { recentCopy: true }))).equals(bytes)).toBe(true);
         } finally {
           await other.close();
         }
@@ -669,7 +673,7 @@ if (!endpoint) {
         expect(await fx.store.putMessage(dup)).toEqual({ created: false });
         await expect(fileGone(dup.path)).resolves.toBe(true);
         sent.length = 0;
-        await readAll(await fx.store.getMessage(dup.sha256));
+        await readAll(await fx.store.getMessage(dup.sha256, { recentCopy: true }));
         expect(sent).toEqual(['GetObjectCommand']);
       });
     });
@@ -684,7 +688,7 @@ if (!endpoint) {
         await chmod(copy, 0o644);
         await writeFile(copy, bytes.subarray(0, 10));
         sent.length = 0;
-        expect((await readAll(await fx.store.getMessage(spool.sha256))).equals(bytes)).toBe(true);
+        expect((await readAll(await fx.store.getMessage(spool.sha256, { recentCopy: true }))).equals(bytes)).toBe(true);
         expect(sent).toEqual(['GetObjectCommand']);
         await expect(fileGone(copy)).resolves.toBe(true);
       });

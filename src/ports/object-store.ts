@@ -60,6 +60,12 @@ export interface StoreHealth {
   detail?: string;
 }
 
+/** See `ObjectStore.getMessage`. */
+export interface GetMessageOptions {
+  verify?: boolean;
+  recentCopy?: boolean;
+}
+
 export interface ObjectStore {
   readonly driver: string;
 
@@ -80,9 +86,13 @@ export interface ObjectStore {
   /**
    * Streams a message's bytes. With `verify` (the default) the stream errors
    * with IntegrityError at its end if the bytes do not hash to `sha256`.
-   * Throws NotFoundError when absent.
+   * Throws NotFoundError when absent. `recentCopy`: the bytes may come from
+   * a hash-checked local copy of a message this host has just stored (the
+   * S3 store's, see local-copies.ts) instead of the store itself; only for
+   * the index job, never for fixity checks, exports or downloads, which must
+   * read what the store holds.
    */
-  getMessage(sha256: Sha256, opts?: { verify?: boolean }): Promise<Readable>;
+  getMessage(sha256: Sha256, opts?: GetMessageOptions): Promise<Readable>;
 
   /** Size in bytes, or undefined when the message is absent. */
   statMessage(sha256: Sha256): Promise<StoredObjectInfo | undefined>;

@@ -25,7 +25,7 @@ import type { Readable } from 'node:stream';
 import { spoolFileName, isOwnerAlive } from './spool-names.js';
 import type { Envelope, Sha256 } from '../../domain/types.js';
 import { AppError, NotFoundError, RetentionLockedError, StorageUnavailableError } from '../../errors.js';
-import { SEAL_NAME, assertSealName, type DeleteResult, type LockBatchResult, type ObjectRetention, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type GetMessageOptions, type LockBatchResult, type ObjectRetention, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 import { DirSyncer, fsyncDir } from './dir-syncer.js';
 import { FsLockTable, type FsLock, type LockRow, type LockWrite } from './fs-lock-table.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
@@ -182,7 +182,8 @@ export class FsObjectStore implements ObjectStore {
     return created;
   }
 
-  async getMessage(sha256: Sha256, opts: { verify?: boolean } = {}): Promise<Readable> {
+  /** `recentCopy` changes nothing here: the file is the store. */
+  async getMessage(sha256: Sha256, opts: GetMessageOptions = {}): Promise<Readable> {
     const file = this.objectPath(sha256);
     try {
       await access(file, constants.R_OK);

@@ -18,7 +18,8 @@
  * Local copies (`localCopyDir`, see local-copies.ts): the spool file of a
  * message this store has just created is kept for a short while, so that an
  * index job on this host reads it from disk (checked against its hash)
- * instead of with a GET.
+ * instead of with a GET. Only reads that ask for it (`recentCopy`, the index
+ * job) use a copy: a fixity check, an export or a download always reads S3.
  *
  * Retention is only ever extended by this code (`extendRetention` reads the
  * current date first and never sends an earlier one); legal holds are read
@@ -62,7 +63,7 @@ import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableErr
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { LocalCopies } from './local-copies.js';
-import { SEAL_NAME, assertSealName, type DeleteResult, type LockBatchResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
+import { SEAL_NAME, assertSealName, type DeleteResult, type GetMessageOptions, type LockBatchResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
 export type S3Sse = 'none' | 'AES256' | 'aws:kms';
@@ -538,10 +539,10 @@ export class S3ObjectStore implements ObjectStore {
     }
   }
 
-  async getMessage(sha256: Sha256, opts: { verify?: boolean } = {}): Promise<Readable> {
+  async getMessage(sha256: Sha256, opts: GetMessageOptions = {}): Promise<Readable> {
     const key = this.messageKey(sha256);
-    // A fresh local copy of a message this host just stored, already checked against its hash.
-    const local = await this.localCopies?.read(sha256);
+    // For the index job only: a fresh local copy of a message this host just stored, already checked against its hash.
+    const local = opts.recentCopy ? await this.localCopies?.read(sha256) : undefined;
     if (local) return Readable.from([local], { objectMode: false });
     let body: Readable;
     try {
