@@ -14,6 +14,7 @@ import { createLogger } from '../../src/logger.js';
 import { testEnv } from './archive-process.js';
 import type { Services } from '../../src/services.js';
 import { INDEX_JOB } from '../../ingest/index.js';
+import { afterAll } from 'vitest';
 
 export const SCALE_OUT_AVAILABLE = !!process.env.ARCHIVE_TEST_OPENSEARCH_URL && !!process.env.ARCHIVE_TEST_S3_ENDPOINT;
 
@@ -24,9 +25,23 @@ if (!SCALE_OUT_AVAILABLE) {
 
 export type Mode = 'embedded' | 'scale-out';
 
+/** Scale-out environments this test file created; their OpenSearch indices are dropped once the file is done. */
+const created: Record<string, string>[] = [];
+
+async function trackedScaleOutEnv(): Promise<Record<string, string>> {
+  const env = await scaleOutEnv();
+  created.push(env);
+  return env;
+}
+
+// Registered while the importing test file is collected: runs after all of its suites, so no archive of it still uses the indices.
+afterAll(async () => {
+  for (const env of created.splice(0)) await dropModeIndices(env);
+});
+
 export const MODES: { mode: Mode; enabled: boolean; env: () => Promise<Record<string, string>> }[] = [
   { mode: 'embedded', enabled: true, env: async () => ({}) },
-  { mode: 'scale-out', enabled: SCALE_OUT_AVAILABLE, env: scaleOutEnv },
+  { mode: 'scale-out', enabled: SCALE_OUT_AVAILABLE, env: trackedScaleOutEnv },
 ];
 
 /** Waits until every id is in the index (an acknowledged message is indexed shortly after, by a queue job). */
