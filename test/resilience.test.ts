@@ -15,7 +15,7 @@ import { promisify } from 'node:util';
 import { describe, expect, it } from 'vitest';
 import { ROOT, freePort, startInProcess, tempDir } from './helpers/archive-process.js';
 import { archivedSha, sendRaw } from './helpers/smtp-client.js';
-import { scaleOutEnv } from '../bench/scale-out-env.js';
+import { trackedScaleOutEnv as scaleOutEnv } from './helpers/modes.js';
 import type { RunningArchive } from '../src/main.js';
 
 const run = promisify(execFile);

@@ -28,7 +28,8 @@ export type Mode = 'embedded' | 'scale-out';
 /** Scale-out environments this test file created; their OpenSearch indices are dropped once the file is done. */
 const created: Record<string, string>[] = [];
 
-async function trackedScaleOutEnv(): Promise<Record<string, string>> {
+/** A fresh scale-out environment (bench/scale-out-env.ts) whose indices are dropped once the calling test file is done. */
+export async function trackedScaleOutEnv(): Promise<Record<string, string>> {
   const env = await scaleOutEnv();
   created.push(env);
   return env;
