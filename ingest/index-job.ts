@@ -1,4 +1,4 @@
-import type { JobOptions } from '../src/ports/job-queue.js';
+import type { JobInfo, JobOptions } from '../src/ports/job-queue.js';
 import type { Envelope } from '../src/domain/types.js';
 
 /** Name and payload of the job that indexes one stored message (all of its envelopes). */
@@ -19,6 +19,19 @@ export interface IndexJobPayload {
    * S3 store then skips the read of this one (one request per message).
    */
   envelope?: Envelope;
+}
+
+/**
+ * A failed job as the failed-jobs API and `archive jobs failed` show it. An
+ * index job's carried envelope (its recipients, Bcc and expanded lists
+ * included) stays internal: an administrator scoped to some mailboxes must not
+ * read the recipients of other mail there. Its id still says which delivery
+ * queued the job. Other jobs are shown as they are.
+ */
+export function failedJobView(job: JobInfo): JobInfo {
+  if (job.name !== INDEX_JOB || typeof job.payload !== 'object' || job.payload === null) return job;
+  const { envelope, ...rest } = job.payload as IndexJobPayload;
+  return envelope ? { ...job, payload: { ...rest, envelopeId: envelope.id } } : job;
 }
 
 /**

@@ -5,5 +5,5 @@ export { importPaths, type ImportSummary } from './importer.js';
 export { IndexMessageJob, documentFor } from './index-message.job.js';
 export { reconcileIndex } from './reconcile.js';
 export { extractAttachment } from './attachment-extractor.js';
-export { INDEX_JOB } from './index-job.js';
+export { INDEX_JOB, failedJobView } from './index-job.js';
 export { reindexFromStore, type ReindexReport, type ReindexBatchHook } from './reindex.js';

@@ -25,6 +25,7 @@ import type { ObjectStore } from '../src/ports/object-store.js';
 import { startInProcess, tempDir, testEnv } from './helpers/archive-process.js';
 import { makeUser, type TestUser } from './helpers/auth.js';
 import { dropModeIndices, MODES, waitForIndexed } from './helpers/modes.js';
+import { INDEX_JOB } from '../ingest/index.js';
 import { sendRaw } from './helpers/smtp-client.js';
 import type { RunningArchive } from '../src/main.js';
 
@@ -394,6 +395,21 @@ describe.each(MODES.filter((m) => m.enabled))('every listed action writes a reco
     // Jobs: an admin retrying a job is recorded (here: no such failed job).
     await admin.fetch('/api/jobs/index-message/failed/nope/retry', { method: 'POST' });
     expect(await latest('job.retry', admin.email)).toMatchObject({ target: 'index-message/nope' });
+
+    // A failed index job is listed without the envelope it carries: its recipients (Bcc included) stay internal.
+    const bogus = 4242; // not a SHA-256 (not even a string): the job fails at once, in either store
+    const envelope = { id: '20240101T000000000Z-failedjob', sha256: bogus, source: 'smtp', receivedAt: '2024-01-01T00:00:00.000Z', recipients: [{ address: 'hidden-bcc@corp.example', kind: 'bcc' }], flags: [] };
+    await archive.services.queue.add(INDEX_JOB, { sha256: bogus, size: 10, envelope }, { attempts: 1 });
+    let failed: { payload: Record<string, unknown> }[] = [];
+    for (let i = 0; i < 200 && !failed.length; i++) {
+      const r = await admin.fetch('/api/jobs/index-message/failed');
+      expect(r.status).toBe(200);
+      failed = ((await r.json()) as { jobs: { payload: Record<string, unknown> }[] }).jobs.filter((j) => j.payload.sha256 === bogus);
+      if (!failed.length) await new Promise((res) => setTimeout(res, 50));
+    }
+    expect(failed).toHaveLength(1);
+    expect(failed[0]!.payload).toEqual({ sha256: bogus, size: 10, envelopeId: envelope.id });
+    expect(JSON.stringify(failed)).not.toContain('hidden-bcc');
   });
 
   it('the whole trail of this run verifies, and a seal at shutdown covers it', async () => {

@@ -12,7 +12,7 @@ import type { Role } from '../auth/roles.js';
 import type { Actor } from '../auth/types.js';
 import { startArchive } from '../main.js';
 import { createServices } from '../services.js';
-import { importPaths, reindexFromStore, INDEX_JOB, type ImportSummary } from '../../ingest/index.js';
+import { importPaths, reindexFromStore, INDEX_JOB, failedJobView, type ImportSummary } from '../../ingest/index.js';
 import type { IndexedMessage } from '../domain/indexed-message.js';
 import { checkFixity } from '../integrity/fixity-check.js';
 import { collectStats } from './stats.js';
@@ -160,7 +160,7 @@ const commands: Record<string, Command> = {
         const c = await services.queue.counts(queue);
         console.log(values.json ? JSON.stringify(c) : Object.entries(c).map(([k, v]) => `${k.padEnd(10)} ${v}`).join('\n'));
       } else if (action === 'failed') {
-        const jobs = await services.queue.failed(queue, 1000);
+        const jobs = (await services.queue.failed(queue, 1000)).map(failedJobView);
         if (values.json) console.log(JSON.stringify(jobs, null, 2));
         else for (const j of jobs) console.log(`${j.id}  attempts ${j.attempts}  ${new Date(j.timestamp).toISOString()}  ${j.failedReason ?? ''}`);
       } else if (action === 'retry' && id) {

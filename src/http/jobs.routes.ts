@@ -6,7 +6,7 @@ import { Router } from 'express';
 import { z } from 'zod';
 import type { Services } from '../services.js';
 import type { RouteRegistry } from './route-registry.js';
-import { INDEX_JOB } from '../../ingest/index.js';
+import { INDEX_JOB, failedJobView } from '../../ingest/index.js';
 import { EXPORT_JOB } from '../export/index.js';
 
 const QUEUES = [INDEX_JOB, EXPORT_JOB] as const;
@@ -24,7 +24,7 @@ export function jobsRouter(s: Services, registry: RouteRegistry): Router {
     r,
     { method: 'get', path: '/api/jobs/:queue/failed', tag: 'jobs', summary: 'Failed jobs of a queue, newest first', params: queueParam, query: z.object({ limit: z.coerce.number().int().min(1).max(1000).default(100) }), responses: { 200: '`{jobs}`' }, access: ADMIN },
     async ({ params, query }, _req, res) => {
-      res.json({ jobs: await s.queue.failed(params.queue, query.limit) });
+      res.json({ jobs: (await s.queue.failed(params.queue, query.limit)).map(failedJobView) });
     },
   );
   registry.add(
