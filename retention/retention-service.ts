@@ -782,7 +782,7 @@ async function* readAhead<T>(source: AsyncIterable<T>): AsyncIterable<T> {
   }
 }
 
-function batches<T>(items: T[], size: number): T[][] {
+export function batches<T>(items: T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;

@@ -160,14 +160,14 @@ describe(`retention property (${dep.name}): holds always win, nothing goes befor
   }
 });
 
-/** A catalog whose `update` of message records fails (or a store whose legal-hold read fails) from a given moment. */
-function failingCatalog(c: CatalogStore, armed: () => boolean): CatalogStore {
+/** A catalog whose reads and writes of one collection's records (by default `get` and `update` of message records) fail from a given moment. */
+function failingCatalog(c: CatalogStore, armed: () => boolean, methods: (keyof CatalogStore)[] = ['get', 'update'], collection = 'retention_messages'): CatalogStore {
   return new Proxy(c, {
     get(target, prop, recv) {
       const v = Reflect.get(target, prop, recv);
-      if (prop === 'get' || prop === 'update') {
+      if ((methods as (string | symbol)[]).includes(prop)) {
         return async (...args: unknown[]) => {
-          if (armed() && args[0] === 'retention_messages') throw new Error('injected catalog failure');
+          if (armed() && args[0] === collection) throw new Error('injected catalog failure');
           return (v as (...a: unknown[]) => unknown).apply(target, args);
         };
       }
@@ -213,6 +213,41 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     for (const s of shas) expect(await fx.exists(s)).toBe(true);
     armed = false;
     expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
+  });
+
+  it('a catalog error when a batch is marked for deletion deletes nothing', async () => {
+    let armed = false;
+    const { fx, shas } = await setup({ wrapCatalog: (c) => failingCatalog(c, () => armed, ['writeMany']) });
+    armed = true;
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.disposed).toBe(0);
+    expect(r.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected catalog failure'));
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('active');
+    armed = false;
+    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
+  });
+
+  it('a failure after the store deleted (the disposition records) is finished by the next run, one record each', async () => {
+    let armed = false;
+    const { fx, shas } = await setup({ wrapCatalog: (c) => failingCatalog(c, () => armed, ['writeMany'], 'retention_dispositions') });
+    armed = true;
+    const r1 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r1.disposed).toBe(0);
+    expect(r1.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected catalog failure'));
+    // Deleted from the store, and left `disposing` (marked before the deletion), not `active` or lost.
+    for (const s of shas) expect(await fx.exists(s)).toBe(false);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('disposing');
+    armed = false;
+    fx.setNow('2021-01-02T00:00:00Z');
+    const r2 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r2.skipped).toEqual([]);
+    expect(r2.disposed).toBe(5);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('disposed');
+    const records = (await fx.catalog.list<{ sha256: string; disposedAt: string }>('retention_dispositions', { limit: 100 })).records.map((x) => x.data);
+    expect(records.map((x) => x.sha256).sort()).toEqual([...shas].sort());
+    // The record id was fixed when the message was marked: the finishing run wrote it under that id, at its own time.
+    expect(new Set(records.map((x) => x.disposedAt))).toEqual(new Set(['2021-01-02T00:00:00.000Z']));
   });
 
   for (const method of ['getLegalHold', 'getRetention', 'statMessage'] as const) {
