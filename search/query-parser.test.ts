@@ -102,6 +102,14 @@ describe('free text and boolean structure', () => {
     expect(parseQuery('"budget, approval!"')).toEqual(phrase(['budget', 'approval']));
   });
 
+  it('reads \\" as a quote and \\\\ as a backslash inside quotes', () => {
+    expect(parseQuery('subject:"say \\"hi\\" now"')).toEqual(phrase(['say', 'hi', 'now'], 'subject'));
+    expect(parseQuery('messageid:"<a\\"b@x>"')).toEqual({ type: 'messageId', value: 'a"b@x' });
+    expect(parseQuery('"ends \\\\" next')).toEqual(and(term('ends'), term('next')));
+    expect(parseQuery('"C:\\temp"')).toEqual(phrase(['c', 'temp']));
+    expect(() => parseQuery('"abc\\"')).toThrow(/unterminated quote/);
+  });
+
   it('treats a one-word phrase as the word', () => {
     expect(parseQuery('"Budget"')).toEqual(term('budget'));
     expect(parseQuery('"Budget"~5')).toEqual(term('budget'));

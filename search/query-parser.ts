@@ -167,13 +167,23 @@ class Lexer {
     return { kind: 'word', pos: start, text };
   }
 
+  /**
+   * A quoted string. Inside it `\"` is a quote and `\\` a backslash, so a
+   * pasted subject or Message-ID that contains quotes can be searched for
+   * (`subject:"re \"draft\" terms"`); any other backslash is itself.
+   */
   private lexQuoted(): Extract<Token, { kind: 'quoted' }> {
     const { src } = this;
     const start = this.pos;
-    const close = src.indexOf('"', start + 1);
-    if (close < 0) throw new QuerySyntaxError('unterminated quote', start);
-    const token: Extract<Token, { kind: 'quoted' }> = { kind: 'quoted', pos: start, text: src.slice(start + 1, close) };
-    this.pos = close + 1;
+    let text = '';
+    let i = start + 1;
+    for (; i < src.length && src[i] !== '"'; i++) {
+      if (src[i] === '\\' && (src[i + 1] === '"' || src[i + 1] === '\\')) i++;
+      text += src[i];
+    }
+    if (i >= src.length) throw new QuerySyntaxError('unterminated quote', start);
+    const token: Extract<Token, { kind: 'quoted' }> = { kind: 'quoted', pos: start, text };
+    this.pos = i + 1;
     if (src[this.pos] === '~') {
       const tildePos = this.pos;
       const numPos = tildePos + 1;

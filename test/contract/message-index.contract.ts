@@ -252,6 +252,8 @@ export const QUERY_CASES: QueryCase[] = [
   { q: '"OR"', expectKeys: ['hostile'] },
   { q: '"AND NOT"', expectKeys: ['hostile'] },
   { q: 'subject:"said near"', expectKeys: ['hostile'] },
+  // The whole subject pasted, its quotes escaped.
+  { q: 'subject:"He said \\"NEAR(a b)\\" OR * AND NOT \'x\'"', expectKeys: ['hostile'] },
   { q: 'x', expectKeys: ['hostile'] },
   { q: '"subject t"', expectKeys: ['hostile'] },
   { q: '"drop table messages"', expectKeys: ['hostile'] },
