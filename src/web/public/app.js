@@ -335,9 +335,9 @@ function searchUrl(p) {
   return `/search${s ? `?${s}` : ''}`;
 }
 
-/** One term for a facet value: quoted when it is not a plain token. */
+/** One term for a facet value: quoted (quotes and backslashes escaped) when it is not a plain token. */
 function term(field, value) {
-  return /^[\w.@+-]+$/.test(value) ? `${field}:${value}` : `${field}:"${value.replace(/"/g, '')}"`;
+  return /^[\w.@+-]+$/.test(value) ? `${field}:${value}` : `${field}:"${value.replace(/["\\]/g, '\\$&')}"`;
 }
 function addTerm(q, t) {
   q = q.trim();
