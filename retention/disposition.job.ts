@@ -39,7 +39,7 @@ import type { Logger } from 'pino';
 import { MAX_BATCH, type CatalogRecord, type CatalogStore, type CatalogWrite, type CatalogWriteOutcome } from '../src/ports/catalog-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
-import { CatalogConflictError, ForbiddenError, NotFoundError, ValidationError } from '../src/errors.js';
+import { CatalogConflictError, ForbiddenError, NotFoundError, RetentionLockedError, ValidationError } from '../src/errors.js';
 import { CatalogLease } from './lease.js';
 import { batches, eachLimit, holdCovers, type AuditSink, type RetentionActor, type RetentionService } from './retention-service.js';
 import { COLLECTIONS, type Clock, type DispositionRecord, type Hold, type MessageRetention, type MessageState, type Policy } from './types.js';
@@ -47,9 +47,11 @@ import { COLLECTIONS, type Clock, type DispositionRecord, type Hold, type Messag
 export const DISPOSITION_JOB = 'disposition';
 
 /**
- * Messages disposed of at once. Each is independent (its own guards, record
- * and optimistic writes); overlapping them overlaps the store's fsyncs or
- * S3 round trips. Cost: that many deletions in flight when the budget ends.
+ * Messages guarded, and deleted from the store, at once. Each is independent
+ * (its own guards and optimistic writes); overlapping them overlaps the
+ * store's fsyncs or S3 round trips. The budget is checked before each guard;
+ * the messages of a page that passed theirs are still deleted, so a run
+ * overruns its budget by at most one page of deletions.
  */
 const DISPOSE_CONCURRENCY = 8;
 
@@ -357,11 +359,8 @@ export class DispositionJob {
           await this.o.store.deleteMessage(cur.id);
           gone.push(cur);
         } catch (err) {
-          // Nothing was deleted (the store refuses before deleting): back to where it was.
-          const was = before.get(cur.id)!;
-          const back: MessageState = was === 'disposing' ? 'active' : was;
-          await this.o.catalog.update(COLLECTIONS.messages, cur.id, { ...cur.data, state: back, dispositionId: undefined }, cur.version).catch(() => undefined);
           this.skip(report, cur.id, err);
+          await this.afterFailedDelete(cur, before.get(cur.id)!, err);
         }
       });
       if (!gone.length) continue;
@@ -375,7 +374,18 @@ export class DispositionJob {
         if (failed) throw new Error(`could not write the disposition record ${failed.id}`);
         // 5. Disposed.
         const finals = gone.map((cur) => ({ id: cur.id, data: { ...cur.data, state: 'disposed' as const, updatedAt: now }, expectedVersion: cur.version }));
-        const outcomes = await this.o.catalog.writeMany(COLLECTIONS.messages, finals);
+        let outcomes: CatalogWriteOutcome[];
+        try {
+          outcomes = await this.o.catalog.writeMany(COLLECTIONS.messages, finals);
+        } catch (err) {
+          // The batch may have been written in part (a bulk request that timed out): what became `disposed` counts.
+          const now2 = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, finals.map((f) => f.id)).catch(() => new Map<string, CatalogRecord<MessageRetention>>());
+          outcomes = finals.map((f) => {
+            const r = now2.get(f.id);
+            return r?.data.state === 'disposed' && r.version === f.expectedVersion + 1 ? { id: f.id, ok: true, version: r.version } : { id: f.id, ok: false, reason: 'conflict' };
+          });
+          if (outcomes.every((o) => !o.ok)) throw err;
+        }
         outcomes.forEach((o) => {
           if (o.ok) done.push(o.id);
           else this.skip(report, o.id, new CatalogConflictError(`deleted, but its retention record changed before it was marked disposed (${o.reason}); the next run finishes it`));
@@ -386,6 +396,33 @@ export class DispositionJob {
     }
     report.disposed += done.length;
     return done;
+  }
+
+  /**
+   * After the store did not delete a message. When the message is still
+   * there (the store refused, e.g. a hold set on it meanwhile, or failed
+   * before deleting), its record goes back to where it was, re-read so that
+   * a hold or extension written meanwhile stays. When it is gone, or its
+   * presence cannot be read, the record stays `disposing`: the next run
+   * finishes it, through every guard again.
+   */
+  private async afterFailedDelete(cur: CatalogRecord<MessageRetention>, was: MessageState, err: unknown): Promise<void> {
+    try {
+      if (!(err instanceof RetentionLockedError) && !(await this.o.store.statMessage(cur.id))) return;
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const fresh = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, cur.id);
+        if (!fresh || fresh.data.state !== 'disposing' || fresh.data.dispositionId !== cur.data.dispositionId) return;
+        const back: MessageState = was === 'disposing' ? 'active' : was;
+        try {
+          await this.o.catalog.update(COLLECTIONS.messages, cur.id, { ...fresh.data, state: back, dispositionId: undefined }, fresh.version);
+          return;
+        } catch (e) {
+          if (!(e instanceof CatalogConflictError)) throw e;
+        }
+      }
+    } catch (e) {
+      this.o.log.warn({ sha256: cur.id, err: (e as Error).message }, 'could not put back a message the store did not delete; it stays disposing and the next run guards it again');
+    }
   }
 
   /** Catalog writes of a batch; when the write itself fails, every message of it is skipped (undefined outcomes). */

@@ -297,12 +297,16 @@ export class RetentionService {
    * that lost an optimistic race are re-read and redone (their object side
    * too: it is idempotent); the others are not written again. A message
    * absent from the store gets no record and, once the rest of the batch is
-   * written, fails the call with NotFoundError (as a single write would).
+   * written, fails the call with NotFoundError (as a single write would),
+   * except one whose record is `disposing`: it is being deleted (its guards
+   * passed before this change), and is left to the disposition job.
    * Returns each message's record, written or already up to date.
    */
   private async upsertRecords(planned: Planned[]): Promise<Map<string, MessageRetention>> {
     const out = new Map<string, MessageRetention>();
     const missing = new Set<string>();
+    /** Disposing messages already deleted from the store: nothing to write. */
+    const gone = new Set<string>();
     let todo = planned;
     let current = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, todo.map((p) => p.doc.id));
     for (let round = 1; todo.length; round++) {
@@ -325,7 +329,14 @@ export class RetentionService {
       }
       if (hold.length) for (const id of (await this.o.store.setLegalHolds(hold, true)).missing) missing.add(id);
       if (extend.length) for (const id of (await this.o.store.extendRetentions(extend)).missing) missing.add(id);
-      const ready = writes.filter((w) => !missing.has(w.id));
+      for (const id of missing) {
+        const cur = current.get(id);
+        if (cur?.data.state !== 'disposing') continue;
+        missing.delete(id);
+        gone.add(id);
+        out.set(id, cur.data);
+      }
+      const ready = writes.filter((w) => !missing.has(w.id) && !gone.has(w.id));
       const outcomes = ready.length ? await this.o.catalog.writeMany(COLLECTIONS.messages, ready) : [];
       const retry = new Set<string>();
       outcomes.forEach((o, k) => {
@@ -722,7 +733,6 @@ function orOf(a: QueryNode, b: QueryNode): QueryNode {
  * Never shortens an applied retain-until; keeps every hold already recorded.
  */
 function nextRecord(p: Planned, prev: MessageRetention | undefined, updatedAt: string): { write: false; record: MessageRetention } | { write: true; record: MessageRetention; setHold: boolean; extend: boolean } {
-  if (prev?.state === 'disposing') return { write: false, record: prev };
   // A disposed record means the same bytes were archived again after disposal: a fresh life for the message.
   const fresh = !prev || prev.state === 'disposed';
   const { doc, ev } = p;
@@ -745,10 +755,22 @@ function nextRecord(p: Planned, prev: MessageRetention | undefined, updatedAt: s
     state: fresh ? 'active' : prev.state,
     proposedBy: fresh ? undefined : prev.proposedBy,
     approvals: fresh ? undefined : prev.approvals,
+    dispositionId: fresh ? undefined : prev.dispositionId,
     updatedAt,
   };
   if (!fresh && sameRecord(prev, next)) return { write: false, record: prev };
-  return { write: true, record: next, setHold: next.held && (fresh || !prev.held), extend: fresh || until !== prev.retainUntil };
+  const setHold = next.held && (fresh || !prev.held);
+  const extend = fresh || until !== prev.retainUntil;
+  // A message the disposition job is deleting (its guards passed): only what protects it still reaches it, object
+  // first: a hold placed meanwhile (a new hold id; the legal hold is set again, harmlessly, if already on) and a later
+  // retain-until. The store then refuses the deletion in flight and the job puts the record back to `active`; a
+  // message already deleted is reported missing by the store and left to the job.
+  if (prev?.state === 'disposing') {
+    const newHold = holdIds.some((id) => !prev.holdIds.includes(id));
+    if (!newHold && !extend) return { write: false, record: prev };
+    return { write: true, record: next, setHold: newHold, extend };
+  }
+  return { write: true, record: next, setHold, extend };
 }
 
 /** The documents with duplicate ids dropped (the first kept): a batch names each message once. */

@@ -250,6 +250,70 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     expect(new Set(records.map((x) => x.disposedAt))).toEqual(new Set(['2021-01-02T00:00:00.000Z']));
   });
 
+  /** A store whose deleteMessage fails, after deleting (`after`) or before touching anything (`before`). */
+  const failingDelete = (s: ObjectStore, armed: () => boolean, when: 'before' | 'after'): ObjectStore =>
+    new Proxy(s, {
+      get(target, prop, recv) {
+        const v = Reflect.get(target, prop, recv);
+        if (prop !== 'deleteMessage') return typeof v === 'function' ? v.bind(target) : v;
+        return async (sha: string) => {
+          if (armed() && when === 'before') throw new StorageUnavailableError('injected storage failure');
+          const r = await (v as (x: string) => Promise<unknown>).call(target, sha);
+          if (armed()) throw new StorageUnavailableError('injected storage failure');
+          return r;
+        };
+      },
+    });
+
+  it('a store failure before anything was deleted puts the messages back; the next run deletes them', async () => {
+    let armed = false;
+    const { fx, shas } = await setup({ wrapStore: (s) => failingDelete(s, () => armed, 'before') });
+    armed = true;
+    const r1 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r1.disposed).toBe(0);
+    expect(r1.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected storage failure'));
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('active');
+    armed = false;
+    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
+  });
+
+  it('a store failure after the message was deleted leaves it disposing; the next run finishes it, one record each', async () => {
+    let armed = false;
+    const { fx, shas } = await setup({ wrapStore: (s) => failingDelete(s, () => armed, 'after') });
+    armed = true;
+    const r1 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r1.disposed).toBe(0);
+    for (const s of shas) expect(await fx.exists(s)).toBe(false);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('disposing');
+    armed = false;
+    const r2 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r2.skipped).toEqual([]);
+    expect(r2.disposed).toBe(5);
+    const records = (await fx.catalog.list<{ sha256: string }>('retention_dispositions', { limit: 100 })).records;
+    expect(records.map((x) => x.data.sha256).sort()).toEqual([...shas].sort());
+  });
+
+  it('a hold placed on a message left disposing (a crash mid-run) reaches the object, and wins', async () => {
+    const { fx, shas } = await setup({});
+    // As a run that crashed after marking: the record is disposing, the message still stored.
+    const rec = (await fx.catalog.get<Record<string, unknown>>('retention_messages', shas[0]))!;
+    await fx.catalog.update('retention_messages', shas[0], { ...rec.data, state: 'disposing', dispositionId: `crashed-${shas[0]}` }, rec.version);
+    const kase = await fx.service.createCase({ name: 'Late', matterNumber: 'L-1', custodians: [] }, actor);
+    await fx.service.createHold({ caseId: kase.id, name: 'late hold', query: 'from:a@corp.example' }, actor);
+    expect(await fx.store.getLegalHold(shas[0])).toBe(true);
+    expect((await fx.service.getMessageRetention(shas[0]))!.held).toBe(true);
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.disposed).toBe(0);
+    for (const s of shas) expect(await fx.exists(s)).toBe(true);
+    const [hold] = await fx.service.listHolds(kase.id);
+    await fx.service.releaseHold(hold.id, 'matter closed', actor);
+    const r2 = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r2.disposed).toBe(5);
+    const records = (await fx.catalog.list<{ sha256: string; id: string }>('retention_dispositions', { limit: 100 })).records;
+    expect(records.find((x) => x.data.sha256 === shas[0])!.data.id).toBe(`crashed-${shas[0]}`);
+  });
+
   for (const method of ['getLegalHold', 'getRetention', 'statMessage'] as const) {
     it(`an injected storage error (${method}) during disposition deletes nothing`, async () => {
       let armed = false;
