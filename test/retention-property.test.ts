@@ -294,6 +294,26 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     expect(records.map((x) => x.data.sha256).sort()).toEqual([...shas].sort());
   });
 
+  it('a final write that failed after it was applied (a timed-out bulk) still counts what became disposed', async () => {
+    const lostReply = (c: CatalogStore): CatalogStore =>
+      new Proxy(c, {
+        get(target, prop, recv) {
+          const v = Reflect.get(target, prop, recv);
+          if (prop !== 'writeMany') return typeof v === 'function' ? v.bind(target) : v;
+          return async (collection: string, items: { data: { state?: string } }[]) => {
+            const r = await (v as (...a: unknown[]) => Promise<unknown>).call(target, collection, items);
+            if (collection === 'retention_messages' && items.some((i) => i.data.state === 'disposed')) throw new Error('injected timeout');
+            return r;
+          };
+        },
+      });
+    const { fx, shas } = await setup({ wrapCatalog: lostReply });
+    const r = await fx.job.run({ actor: { user: 'scheduler' } });
+    expect(r.skipped).toEqual([]);
+    expect(r.disposed).toBe(5);
+    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('disposed');
+  });
+
   it('a hold placed on a message left disposing (a crash mid-run) reaches the object, and wins', async () => {
     const { fx, shas } = await setup({});
     // As a run that crashed after marking: the record is disposing, the message still stored.
