@@ -29,7 +29,7 @@ import { setTimeout as sleep } from 'node:timers/promises';
 import { Client, errors as osErrors, type ClientOptions } from '@opensearch-project/opensearch';
 import type { Logger } from 'pino';
 import type { Config } from '../../src/config/config.js';
-import { withoutText, type IndexedMessage } from '../../src/domain/indexed-message.js';
+import { supersedes, withoutText, type IndexedMessage } from '../../src/domain/indexed-message.js';
 import { AppError, ConfigError, ServiceUnavailableError, ValidationError } from '../../src/errors.js';
 import type {
   Facets,
@@ -228,14 +228,24 @@ export interface OpenSearchMessageIndexOptions {
 }
 
 interface BulkOp {
-  action: 'index' | 'delete';
+  /** `create`: only if no document with the id exists. */
+  action: 'index' | 'create' | 'delete';
   id: string;
-  /** Serialized document, for `index`. */
+  /** Serialized document, for `index` and `create`. */
   source?: string;
-  /** Only if the document is still at this version (a conflict, 409, then means "leave it": it changed since). */
+  /** Only if the document is still at this version. */
   ifSeqNo?: number;
   ifPrimaryTerm?: number;
+  /**
+   * A conditional op's conflict (409: it changed since it was read, or a
+   * `create` found one): `leave` it (the default), or `report` its id to
+   * the caller, which decides again.
+   */
+  conflicts?: 'leave' | 'report';
 }
+
+/** Rounds of read-then-conditional-write before a document that keeps changing fails its batch. */
+const MAX_WRITE_ROUNDS = 5;
 
 interface SearchResponse {
   hits: { total: { value: number } | number; hits: Hit[] };
@@ -584,6 +594,14 @@ export class OpenSearchMessageIndex implements MessageIndex {
     );
   }
 
+  /**
+   * Writes documents by id, never replacing one built from more of the
+   * message's envelopes ({@link supersedes}: another node indexed a later
+   * delivery meanwhile). Optimistic: the stored documents' envelope ids and
+   * sequence numbers are read first (one `_mget`, realtime), then each write
+   * is conditional on them (`create` where none was stored, `if_seq_no`
+   * otherwise); a document that changed in between is read and decided again.
+   */
   private async writeDocs(target: string, docs: IndexedMessage[], opts: WriteOptions): Promise<void> {
     if (docs.length === 0) return;
     // Last one wins when a batch holds an id twice, as a sequence of upserts would.
@@ -594,13 +612,43 @@ export class OpenSearchMessageIndex implements MessageIndex {
       byId.set(d.id, d);
     }
     const at = this.now();
-    const ops: BulkOp[] = [];
-    for (const d of byId.values()) ops.push({ action: 'index', id: d.id, source: JSON.stringify(toIndexDocument(d, at)) });
-    await this.bulkWrite(target, ops, opts);
+    let todo = [...byId.values()];
+    for (let round = 1; todo.length; round++) {
+      const stored = await this.storedVersions(target, todo.map((d) => d.id));
+      const ops: BulkOp[] = [];
+      for (const d of todo) {
+        const s = stored.get(d.id);
+        if (s && supersedes(s.envelopeIds, d)) continue; // a later delivery's document is already there
+        const source = JSON.stringify(toIndexDocument(d, at));
+        ops.push(s ? { action: 'index', id: d.id, source, ifSeqNo: s.seqNo, ifPrimaryTerm: s.primaryTerm, conflicts: 'report' } : { action: 'create', id: d.id, source, conflicts: 'report' });
+      }
+      const changed = await this.bulkWrite(target, ops, opts);
+      if (changed.size && round >= MAX_WRITE_ROUNDS) {
+        throw new IndexWriteError(`${changed.size} documents kept changing while they were written (e.g. ${[...changed][0]}); the job retries`, { target });
+      }
+      todo = todo.filter((d) => changed.has(d.id));
+    }
   }
 
-  /** Splits into requests of at most bulkMaxBytes / bulkMaxDocs and sends them one after another. */
-  private async bulkWrite(target: string, ops: BulkOp[], opts: WriteOptions): Promise<void> {
+  /** Envelope ids and sequence numbers of the stored documents among `ids` (realtime `_mget`). */
+  private async storedVersions(target: string, ids: string[]): Promise<Map<string, { envelopeIds: string[]; seqNo: number; primaryTerm: number }>> {
+    const out = new Map<string, { envelopeIds: string[]; seqNo: number; primaryTerm: number }>();
+    const r = await call('mget', () => this.client.mget({ index: target, body: { ids }, _source_includes: 'msg.envelopeIds' } as never));
+    const docs = (r.body as unknown as { docs: { _id: string; found?: boolean; _seq_no?: number; _primary_term?: number; _source?: { msg?: { envelopeIds?: string[] } } }[] }).docs;
+    for (const d of docs) {
+      if (d.found && d._seq_no !== undefined && d._primary_term !== undefined) out.set(d._id, { envelopeIds: d._source?.msg?.envelopeIds ?? [], seqNo: d._seq_no, primaryTerm: d._primary_term });
+    }
+    return out;
+  }
+
+  /**
+   * Splits into requests of at most bulkMaxBytes / bulkMaxDocs and sends them
+   * one after another. Returns the ids of the conditional ops that conflicted
+   * and asked to be reported.
+   */
+  private async bulkWrite(target: string, ops: BulkOp[], opts: WriteOptions): Promise<Set<string>> {
+    const conflicted = new Set<string>();
+    if (ops.length === 0) return conflicted;
     const chunks: BulkOp[][] = [];
     let chunk: BulkOp[] = [];
     let bytes = 0;
@@ -617,8 +665,9 @@ export class OpenSearchMessageIndex implements MessageIndex {
     if (chunk.length) chunks.push(chunk);
     for (let i = 0; i < chunks.length; i++) {
       // One refresh at the end exposes every earlier chunk too (a refresh covers the whole index).
-      await this.sendBulk(target, chunks[i], { ...opts, refresh: opts.refresh && i === chunks.length - 1 });
+      for (const id of await this.sendBulk(target, chunks[i], { ...opts, refresh: opts.refresh && i === chunks.length - 1 })) conflicted.add(id);
     }
+    return conflicted;
   }
 
   /**
@@ -626,7 +675,8 @@ export class OpenSearchMessageIndex implements MessageIndex {
    * rejected with 429 (`es_rejected_execution_exception`) with exponential
    * backoff. Other item failures are permanent: IndexWriteError.
    */
-  private async sendBulk(target: string, ops: BulkOp[], opts: WriteOptions): Promise<void> {
+  private async sendBulk(target: string, ops: BulkOp[], opts: WriteOptions): Promise<string[]> {
+    const conflicted: string[] = [];
     let pending = ops;
     for (let attempt = 1; ; attempt++) {
       let lines = '';
@@ -634,7 +684,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
         const meta: Record<string, unknown> = { _id: op.id };
         if (op.ifSeqNo !== undefined) Object.assign(meta, { if_seq_no: op.ifSeqNo, if_primary_term: op.ifPrimaryTerm });
         lines += `${JSON.stringify({ [op.action]: meta })}\n`;
-        if (op.action === 'index') lines += `${op.source}\n`;
+        if (op.action !== 'delete') lines += `${op.source}\n`;
       }
       let items: Record<string, { status: number; error?: { type?: string; reason?: string } }>[];
       try {
@@ -660,7 +710,10 @@ export class OpenSearchMessageIndex implements MessageIndex {
         const op = pending[i];
         if (res.status < 300) return;
         if (op.action === 'delete' && res.status === 404) return; // absent: nothing to delete
-        if (op.ifSeqNo !== undefined && res.status === 409) return; // changed since it was read: leave it
+        if ((op.ifSeqNo !== undefined || op.action === 'create') && res.status === 409) {
+          if (op.conflicts === 'report') conflicted.push(op.id);
+          return; // changed since it was read: left as it is, or reported
+        }
         if (res.status === 429) retry.push(op);
         else failed.push({ id: op.id, status: res.status, type: res.error?.type, reason: res.error?.reason });
       });
@@ -670,7 +723,7 @@ export class OpenSearchMessageIndex implements MessageIndex {
           failed: failed.slice(0, 10),
         });
       }
-      if (retry.length === 0) return;
+      if (retry.length === 0) return conflicted;
       if (attempt >= this.retry.maxAttempts) {
         throw new ServiceUnavailableError('index_overloaded', `OpenSearch kept rejecting ${retry.length} documents (429) after ${attempt} attempts`);
       }

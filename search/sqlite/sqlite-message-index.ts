@@ -52,7 +52,7 @@ import { setImmediate as yieldToEventLoop } from 'node:timers/promises';
 import Database from 'better-sqlite3';
 import type { Config } from '../../src/config/config.js';
 import type { Logger } from '../../src/logger.js';
-import { withoutText, type IndexedMessage, type Participant } from '../../src/domain/indexed-message.js';
+import { supersedes, withoutText, type IndexedMessage, type Participant } from '../../src/domain/indexed-message.js';
 import { ServiceUnavailableError, ValidationError } from '../../src/errors.js';
 import type {
   FacetBucket,
@@ -858,13 +858,23 @@ export class SqliteMessageIndex implements MessageIndex {
     return out;
   }
 
+  /**
+   * Writes documents by id, in one transaction, except one whose live
+   * document was built from more of the message's envelopes
+   * ({@link supersedes}: a later delivery's document, written first).
+   */
   async upsert(docs: IndexedMessage[]): Promise<void> {
     if (docs.length === 0) return;
-    const rows = docs.map(toRow);
+    const rows = docs.map((d) => ({ doc: d, row: toRow(d) }));
+    const storedEnvelopes = this.stmt(`SELECT d.doc ->> '$.envelopeIds' AS env FROM ${this.t.messages} m JOIN ${this.t.docs} d ON d.mid = m.mid WHERE m.id = ?`);
     this.db
       .transaction(() => {
         const writers = this.liveWriters();
-        for (const row of rows) for (const w of writers) w.put(row);
+        for (const { doc, row } of rows) {
+          const stored = storedEnvelopes.get(doc.id) as { env: string | null } | undefined;
+          if (stored?.env && supersedes(JSON.parse(stored.env) as string[], doc)) continue;
+          for (const w of writers) w.put(row);
+        }
         for (const w of writers) w.finish();
       })
       .immediate();

@@ -61,6 +61,21 @@ export interface IndexedMessage {
   envelopeIds: string[];
 }
 
+/**
+ * Whether a stored document was built from more of a message's envelopes than
+ * `doc`: its envelope ids are a strict superset of `doc`'s. Envelopes are only
+ * ever added (until disposal removes the message and its document together),
+ * so that document is the newer one, and `doc`, from a job that listed the
+ * envelopes earlier (a second delivery of the same message indexed on
+ * another node meanwhile), must not replace it: the index would lose the
+ * later delivery's recipients (a Bcc custodian, for a hold).
+ */
+export function supersedes(storedEnvelopeIds: readonly string[] | undefined, doc: Pick<IndexedMessage, 'envelopeIds'>): boolean {
+  if (!storedEnvelopeIds || storedEnvelopeIds.length <= doc.envelopeIds.length) return false;
+  const stored = new Set(storedEnvelopeIds);
+  return doc.envelopeIds.every((id) => stored.has(id));
+}
+
 /** Bound on the body text and on the attachment text kept per message, in characters. */
 export const MAX_INDEXED_TEXT = 1_000_000;
 

@@ -771,6 +771,33 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(await keys('subject:leap')).toEqual([]);
       });
 
+      it('a document never replaces one built from more of its envelopes (a later delivery indexed first, on another node)', async () => {
+        const e1 = '20240101T000000000Z-00000000000000e1';
+        const e2 = '20240101T000000050Z-00000000000000e2';
+        const both: IndexedMessage = { ...DOC.leap, envelopeIds: [e1, e2], envelopeRecipients: [{ address: 'first@example.com', kind: 'to' }, { address: 'custodian@example.com', kind: 'bcc' }] };
+        const older: IndexedMessage = { ...DOC.leap, envelopeIds: [e1], envelopeRecipients: [{ address: 'first@example.com', kind: 'to' }] };
+        await index.upsert([both]);
+        await index.upsert([older]); // the job that listed the envelopes before the second delivery, landing last
+        await index.refresh();
+        expect(await index.get(DOC.leap.id)).toEqual(both);
+        expect(await keys('participant:custodian@example.com')).toEqual(['leap']);
+        // The same envelopes again (a re-parse) replace it; so do more of them.
+        const reparsed: IndexedMessage = { ...both, subject: 'Parsed again' };
+        await index.upsert([reparsed]);
+        await index.refresh();
+        expect(await index.get(DOC.leap.id)).toEqual(reparsed);
+        const three: IndexedMessage = { ...both, envelopeIds: [e1, e2, '20240101T000000090Z-00000000000000e3'] };
+        await index.upsert([three]);
+        await index.refresh();
+        expect(await index.get(DOC.leap.id)).toEqual(three);
+        // Deleted (disposed of), then archived afresh with a new envelope: indexed again.
+        await index.delete([DOC.leap.id]);
+        const again: IndexedMessage = { ...DOC.leap, envelopeIds: ['20250101T000000000Z-00000000000000e9'] };
+        await index.upsert([again]);
+        await index.refresh();
+        expect(await index.get(DOC.leap.id)).toEqual(again);
+      });
+
       it('delete removes documents; absent ids are ignored', async () => {
         await index.upsert([DOC.budget1, DOC.budget2, DOC.budget3, DOC.leap]);
         await index.refresh();
