@@ -212,3 +212,33 @@ describe('BullQueue: Redis down', () => {
     }
   });
 });
+
+describe('BullQueue: Redis stalled (connected, never answering)', () => {
+  it('adds beyond the waiting limit are refused at once, so memory stays bounded; the waiting ones fail in time', async () => {
+    // A real socket that takes the connection and never replies: what a hung Redis looks like to a client.
+    const sockets = new Set<net.Socket>();
+    const server = net.createServer((s) => {
+      sockets.add(s);
+      s.on('data', () => undefined);
+      s.on('error', () => undefined);
+    });
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    const port = (server.address() as net.AddressInfo).port;
+    const queue = new BullQueue({ redisUrl: `redis://127.0.0.1:${port}`, prefix: PREFIX, maxQueuedAdds: 3 }, log);
+    try {
+      const first = queue.add('stalled', { n: 0 }).catch((e: unknown) => e); // goes out, and hangs
+      await new Promise((r) => setTimeout(r, 50));
+      const waiting = [1, 2, 3].map((n) => queue.add('stalled', { n }).catch((e: unknown) => e));
+      const t0 = Date.now();
+      const refused = await queue.add('stalled', { n: 4 }).catch((e: unknown) => e);
+      expect(Date.now() - t0).toBeLessThan(100);
+      expect(refused).toBeInstanceOf(ServiceUnavailableError);
+      expect((refused as Error).message).toMatch(/3 adds already wait for Redis/);
+      for (const e of await Promise.all([first, ...waiting])) expect(e).toBeInstanceOf(ServiceUnavailableError);
+    } finally {
+      await queue.close();
+      for (const s of sockets) s.destroy();
+      await new Promise((r) => server.close(r));
+    }
+  }, 30_000);
+});

@@ -75,6 +75,14 @@ const ADD_BULK_CHUNK = 1000;
  * wait for its enqueue.
  */
 const ADD_LINGER_MS = 50;
+/**
+ * Most adds of one job name waiting for the batch under way. A Redis that
+ * stalls (connected, not answering) holds each batch up to the command
+ * timeout while ingest goes on adding, each index job with its envelope (up
+ * to 16 KB); beyond this many an add is refused at once, like an add to a
+ * Redis that is down (the message is stored; reconciliation indexes it).
+ */
+export const MAX_QUEUED_ADDS = 10_000;
 /** Redis errors (a down Redis repeats one per reconnect) are logged at most once per this many ms per connection. */
 const ERROR_LOG_INTERVAL_MS = 30_000;
 /** Rounds of "look at the slots, free one, add" before giving up on dedup for a jobId (see `enqueue`). */
@@ -186,6 +194,8 @@ export interface BullQueueOptions {
   redisUrl: string;
   /** Key prefix of every queue; nodes sharing work must use the same one. */
   prefix: string;
+  /** See MAX_QUEUED_ADDS (tests lower it). */
+  maxQueuedAdds?: number;
 }
 
 export class BullQueue implements JobQueue {
@@ -232,6 +242,9 @@ export class BullQueue implements JobQueue {
   add<P>(name: string, payload: P, opts: JobOptions = {}): Promise<void> {
     if (this.closing) return Promise.reject(this.unavailable(name, 'enqueue', new Error('queue is closing')));
     const lane = this.addBatch(name);
+    if (lane.queued.length >= (this.opts.maxQueuedAdds ?? MAX_QUEUED_ADDS)) {
+      return Promise.reject(this.unavailable(name, 'enqueue', new Error(`${lane.queued.length} adds already wait for Redis to answer`)));
+    }
     const p = this.track(new Promise<void>((resolve, reject) => lane.queued.push({ item: { payload, opts }, resolve, reject })));
     if (!lane.sending && !lane.linger) {
       // A steady stream of adds (the last batch went out moments ago) lingers briefly to go out together.
