@@ -16,6 +16,7 @@ import { isJournalReportHeader, unwrapJournalReport, type JournalUnwrap } from '
 import { decodedRangeStream } from './range-decoder.js';
 import { headerBlockOf, looksLikeNdr } from './header-sniff.js';
 import { ENVELOPE_PAYLOAD_MAX_BYTES, INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js';
+import { IndexEnqueueRetry } from './enqueue-retry.js';
 
 export interface IngestContext {
   source: EnvelopeSource;
@@ -43,10 +44,26 @@ export interface IngestPipelineOptions {
   spoolDir: string;
   /** Largest accepted message in bytes. */
   maxBytes: number;
+  /** How often refused index enqueues are tried again, in ms (IndexEnqueueRetry). */
+  enqueueRetryMs?: number;
 }
 
 export class IngestPipeline {
-  constructor(private readonly opts: IngestPipelineOptions) {}
+  private readonly enqueueRetry: IndexEnqueueRetry;
+
+  constructor(private readonly opts: IngestPipelineOptions) {
+    this.enqueueRetry = new IndexEnqueueRetry(opts.queue, opts.log, opts.enqueueRetryMs);
+  }
+
+  /** Messages whose index job the queue refused, waiting to be enqueued again. */
+  get refusedEnqueues(): number {
+    return this.enqueueRetry.size;
+  }
+
+  /** Stops retrying refused index enqueues (start-up reconciliation covers what is left). */
+  close(): void {
+    this.enqueueRetry.close();
+  }
 
   /**
    * Archives one message from a stream. Throws MessageTooLargeError over the
@@ -133,14 +150,16 @@ export class IngestPipeline {
 
   /**
    * Indexing is derived work: if the queue refuses, the message is stored all
-   * the same and start-up reconciliation will index it, so this never fails
-   * the delivery (a 4xx here would make the sender deliver a duplicate).
+   * the same, so this never fails the delivery (a 4xx here would make the
+   * sender deliver a duplicate). The job is enqueued again every few seconds
+   * until the queue takes it, and start-up reconciliation is the backstop.
    */
   private enqueueIndex(sha256: string, size: number, envelope: Envelope): void {
     const payload: IndexJobPayload = { sha256, size };
     if (Buffer.byteLength(JSON.stringify(envelope), 'utf8') <= ENVELOPE_PAYLOAD_MAX_BYTES) payload.envelope = envelope;
     this.opts.queue.add(INDEX_JOB, payload, indexJobOptions(sha256)).catch((err) => {
-      this.opts.log.error({ err, sha256 }, 'index job not enqueued; reconciliation will pick it up');
+      this.opts.log.error({ err, sha256 }, 'index job not enqueued; it is tried again shortly');
+      this.enqueueRetry.remember(sha256, size);
     });
   }
 

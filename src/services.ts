@@ -152,6 +152,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       disposition.start(config.ARCHIVE_DISPOSITION_INTERVAL_MINUTES * 60_000);
     },
     async close() {
+      pipeline.close();
       exportJob.stop();
       await disposition.stop();
       await queue.close();

@@ -6,7 +6,9 @@
  *   queues up and catches up on recovery.
  * - S3 down: SMTP answers 451 and acknowledges nothing.
  * - Redis down: acknowledged messages are never lost; at the next start,
- *   reconciliation finds stored but unindexed messages and indexes them.
+ *   reconciliation finds stored but unindexed messages and indexes them; and
+ *   when Redis comes back while the archive runs, their refused index jobs
+ *   are enqueued again and indexed without a restart.
  */
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
 import { createHash } from 'node:crypto';
@@ -127,6 +129,32 @@ describe.runIf(available)('scale-out resilience', () => {
       }
     } finally {
       await archive?.close();
+      redis.kill('SIGKILL');
+    }
+  }, 300_000);
+});
+
+describe.runIf(available)('scale-out resilience: Redis back while the archive runs', () => {
+  it('a message acknowledged while Redis was down is indexed once Redis is back, without a restart', async () => {
+    const port = await freePort();
+    const startRedis = () => spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' });
+    let redis: ChildProcess = startRedis();
+    await until('redis', async () => (await run('redis-cli', ['-p', String(port), 'ping'])).stdout.includes('PONG'), 20_000);
+    const env = { ...(await scaleOutEnv()), ARCHIVE_REDIS_URL: `redis://127.0.0.1:${port}` };
+    const archive = await startInProcess(env, await tempDir());
+    const m = msg('redis-blip');
+    try {
+      redis.kill('SIGKILL');
+      await new Promise((r) => redis.once('exit', r));
+      expect((await deliver(archive.smtpPort, m)).code).toBe(250);
+      await until('the queue to refuse the index job', async () => archive.services.pipeline.refusedEnqueues === 1, 30_000);
+      expect(await archive.services.index.get(sha(m))).toBeUndefined();
+      // Redis comes back empty (the job was never in it); the same process enqueues it again and indexes it.
+      redis = startRedis();
+      await until('redis again', async () => (await run('redis-cli', ['-p', String(port), 'ping'])).stdout.includes('PONG'), 20_000);
+      await until('the message to be indexed without a restart', async () => !!(await archive.services.index.get(sha(m))), 90_000);
+    } finally {
+      await archive.close().catch(() => undefined);
       redis.kill('SIGKILL');
     }
   }, 300_000);
