@@ -116,4 +116,12 @@ describe('DocBatcher', () => {
     await Promise.all([b.add({ id: 'x', subject: 'old' } as IndexedMessage), b.add({ id: 'x', subject: 'new' } as IndexedMessage)]);
     expect(seen).toEqual([[{ id: 'x', subject: 'new' }]]);
   });
+
+  it('but never a document built from fewer of the envelopes (a job that listed them before a second delivery)', async () => {
+    const seen: IndexedMessage[][] = [];
+    const b = new DocBatcher({ write: async (docs) => void seen.push(docs), maxDelayMs: 1 });
+    const both = { id: 'x', envelopeIds: ['e1', 'e2'] } as IndexedMessage;
+    await Promise.all([b.add(both), b.add({ id: 'x', envelopeIds: ['e1'] } as IndexedMessage)]);
+    expect(seen).toEqual([[both]]);
+  });
 });

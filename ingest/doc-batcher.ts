@@ -13,7 +13,7 @@
  * a batch every `maxDelayMs` even while a write ran, as before, queued up
  * writes of 3 or 4 documents behind one another and capped indexing.)
  */
-import type { IndexedMessage } from '../src/domain/indexed-message.js';
+import { supersedes, type IndexedMessage } from '../src/domain/indexed-message.js';
 
 export interface DocBatcherOptions {
   write: (docs: IndexedMessage[]) => Promise<void>;
@@ -88,9 +88,9 @@ export class DocBatcher {
     this.timer = undefined;
     if (this.inFlight || !this.pending.length) return;
     const batch = this.pending.splice(0, this.maxDocs);
-    // Last write wins within a batch when one id appears twice.
+    // Last write wins within a batch when one id appears twice, unless the earlier one was built from more of its envelopes.
     const byId = new Map<string, IndexedMessage>();
-    for (const w of batch) byId.set(w.doc.id, w.doc);
+    for (const w of batch) if (!supersedes(byId.get(w.doc.id)?.envelopeIds, w.doc)) byId.set(w.doc.id, w.doc);
     this.inFlight = Promise.resolve()
       .then(() => this.opts.write([...byId.values()]))
       .then(

@@ -36,6 +36,26 @@ describe('IndexEnqueueRetry', () => {
     r.close();
   });
 
+  it('a message remembered again while its add is on its way is kept for the next round', async () => {
+    let release!: () => void;
+    const taken: string[] = [];
+    const queue = {
+      addBulk: async (_name: string, jobs: { payload: { sha256: string } }[]) => {
+        await new Promise<void>((r) => (release = r));
+        for (const j of jobs) taken.push(j.payload.sha256);
+      },
+    } as unknown as JobQueue;
+    const r = new IndexEnqueueRetry(queue, log, 60_000);
+    r.remember('d'.repeat(64), 1);
+    const round = r.retry();
+    expect(await r.retry()).toBe(0); // one round at a time
+    r.remember('d'.repeat(64), 1); // a second delivery, refused meanwhile
+    release();
+    expect(await round).toBe(1);
+    expect(r.size).toBe(1);
+    r.close();
+  });
+
   it('retries on its own timer', async () => {
     const state = { down: false, taken: [] as { name: string; sha256: string }[] };
     const r = new IndexEnqueueRetry(queueThatIs(state), log, 20);

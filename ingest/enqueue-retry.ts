@@ -16,8 +16,11 @@ export const MAX_REMEMBERED = 100_000;
 const RETRY_BATCH = 1000;
 
 export class IndexEnqueueRetry {
-  private readonly pending = new Map<string, number>();
+  /** Per message: its size, and a stamp that changes whenever it is remembered again. */
+  private readonly pending = new Map<string, { size: number; stamp: number }>();
+  private stamps = 0;
   private timer: NodeJS.Timeout | undefined;
+  private retrying = false;
   private closed = false;
   private warnedFull = false;
 
@@ -35,7 +38,7 @@ export class IndexEnqueueRetry {
       this.warnedFull = true;
       return;
     }
-    this.pending.set(sha256, size);
+    this.pending.set(sha256, { size, stamp: ++this.stamps });
     this.schedule();
   }
 
@@ -47,18 +50,24 @@ export class IndexEnqueueRetry {
   /** One round: adds up to RETRY_BATCH remembered jobs; those the queue took are forgotten. Returns how many. */
   async retry(): Promise<number> {
     this.timer = undefined;
+    // One round at a time: a remember() during a hung add does not start a second one.
+    if (this.retrying) return 0;
+    this.retrying = true;
     const batch = [...this.pending].slice(0, RETRY_BATCH);
     let added = 0;
-    if (batch.length) {
-      try {
-        await this.queue.addBulk<IndexJobPayload>(INDEX_JOB, batch.map(([sha256, size]) => ({ payload: { sha256, size }, opts: indexJobOptions(sha256) })));
-        for (const [sha256] of batch) this.pending.delete(sha256);
+    try {
+      if (batch.length) {
+        await this.queue.addBulk<IndexJobPayload>(INDEX_JOB, batch.map(([sha256, { size }]) => ({ payload: { sha256, size }, opts: indexJobOptions(sha256) })));
+        // Forgotten unless remembered again meanwhile (another delivery, refused while this add was on its way).
+        for (const [sha256, { stamp }] of batch) if (this.pending.get(sha256)?.stamp === stamp) this.pending.delete(sha256);
         added = batch.length;
         this.warnedFull = false;
         this.log.info({ enqueued: added, left: this.pending.size }, 'index jobs enqueued again after the queue was unavailable');
-      } catch (err) {
-        this.log.warn({ err: (err as Error).message, waiting: this.pending.size }, 'the queue still refuses index jobs; retrying later');
       }
+    } catch (err) {
+      this.log.warn({ err: (err as Error).message, waiting: this.pending.size }, 'the queue still refuses index jobs; retrying later');
+    } finally {
+      this.retrying = false;
     }
     if (this.pending.size) this.schedule();
     return added;

@@ -39,7 +39,7 @@ import type { Logger } from 'pino';
 import { MAX_BATCH, type CatalogRecord, type CatalogStore, type CatalogWrite, type CatalogWriteOutcome } from '../src/ports/catalog-store.js';
 import type { MessageIndex } from '../src/ports/message-index.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
-import { CatalogConflictError, ForbiddenError, NotFoundError, RetentionLockedError, ValidationError } from '../src/errors.js';
+import { CatalogConflictError, ForbiddenError, NotFoundError, ValidationError } from '../src/errors.js';
 import { CatalogLease } from './lease.js';
 import { batches, eachLimit, holdCovers, type AuditSink, type RetentionActor, type RetentionService } from './retention-service.js';
 import { COLLECTIONS, type Clock, type DispositionRecord, type Hold, type MessageRetention, type MessageState, type Policy } from './types.js';
@@ -360,7 +360,7 @@ export class DispositionJob {
           gone.push(cur);
         } catch (err) {
           this.skip(report, cur.id, err);
-          await this.afterFailedDelete(cur, before.get(cur.id)!, err);
+          await this.afterFailedDelete(cur, before.get(cur.id)!);
         }
       });
       if (!gone.length) continue;
@@ -401,14 +401,15 @@ export class DispositionJob {
   /**
    * After the store did not delete a message. When the message is still
    * there (the store refused, e.g. a hold set on it meanwhile, or failed
-   * before deleting), its record goes back to where it was, re-read so that
+   * before deleting it), its record goes back to where it was, re-read so that
    * a hold or extension written meanwhile stays. When it is gone, or its
    * presence cannot be read, the record stays `disposing`: the next run
    * finishes it, through every guard again.
    */
-  private async afterFailedDelete(cur: CatalogRecord<MessageRetention>, was: MessageState, err: unknown): Promise<void> {
+  private async afterFailedDelete(cur: CatalogRecord<MessageRetention>, was: MessageState): Promise<void> {
     try {
-      if (!(err instanceof RetentionLockedError) && !(await this.o.store.statMessage(cur.id))) return;
+      // Even a refusal may come after part of it went (S3: an envelope version still locked after the message's went).
+      if (!(await this.o.store.statMessage(cur.id))) return;
       for (let attempt = 0; attempt < 3; attempt++) {
         const fresh = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, cur.id);
         if (!fresh || fresh.data.state !== 'disposing' || fresh.data.dispositionId !== cur.data.dispositionId) return;

@@ -298,8 +298,8 @@ export class RetentionService {
    * too: it is idempotent); the others are not written again. A message
    * absent from the store gets no record and, once the rest of the batch is
    * written, fails the call with NotFoundError (as a single write would),
-   * except one whose record is `disposing`: it is being deleted (its guards
-   * passed before this change), and is left to the disposition job.
+   * except one whose record is (now) `disposing` or `disposed`: the
+   * disposition job deleted it (its guards passed before this change).
    * Returns each message's record, written or already up to date.
    */
   private async upsertRecords(planned: Planned[]): Promise<Map<string, MessageRetention>> {
@@ -329,12 +329,16 @@ export class RetentionService {
       }
       if (hold.length) for (const id of (await this.o.store.setLegalHolds(hold, true)).missing) missing.add(id);
       if (extend.length) for (const id of (await this.o.store.extendRetentions(extend)).missing) missing.add(id);
-      for (const id of missing) {
-        const cur = current.get(id);
-        if (cur?.data.state !== 'disposing') continue;
-        missing.delete(id);
-        gone.add(id);
-        out.set(id, cur.data);
+      if (missing.size) {
+        // Disposed of meanwhile (the job marked and deleted it after this batch was read): gone, not an error.
+        const fresh = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, [...missing]);
+        for (const id of [...missing]) {
+          const rec = fresh.get(id) ?? current.get(id);
+          if (rec?.data.state !== 'disposing' && rec?.data.state !== 'disposed') continue;
+          missing.delete(id);
+          gone.add(id);
+          out.set(id, rec.data);
+        }
       }
       const ready = writes.filter((w) => !missing.has(w.id) && !gone.has(w.id));
       const outcomes = ready.length ? await this.o.catalog.writeMany(COLLECTIONS.messages, ready) : [];
@@ -436,7 +440,16 @@ export class RetentionService {
     // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
     // The hold itself is not matched per document (the walk is its match set), so only the policies may need the text.
     for await (const docs of readAhead(this.walk(q, h.scope, !needsText(policies)))) {
-      for (const batch of batches(uniqueById(docs), APPLY_BATCH)) await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
+      for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
+        try {
+          await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
+        } catch (err) {
+          // Indexed but not stored (and not disposed of): the rest of the batch was written; a hold must not stop
+          // half-way over it (the pages after would go unheld). `archive verify` reports the store's side.
+          if (!(err instanceof NotFoundError)) throw err;
+          this.o.log.error({ holdId: h.id, err: err.message }, 'a message the hold covers is in the index but not in the store; the hold goes on');
+        }
+      }
       n += docs.length;
     }
     return n;

@@ -107,7 +107,10 @@ describe('free text and boolean structure', () => {
     expect(parseQuery('messageid:"<a\\"b@x>"')).toEqual({ type: 'messageId', value: 'a"b@x' });
     expect(parseQuery('"ends \\\\" next')).toEqual(and(term('ends'), term('next')));
     expect(parseQuery('"C:\\temp"')).toEqual(phrase(['c', 'temp']));
-    expect(() => parseQuery('"abc\\"')).toThrow(/unterminated quote/);
+    // Read as before escapes existed when escapes would leave it unterminated (saved hold and policy queries).
+    expect(parseQuery('"abc\\"')).toEqual(term('abc'));
+    expect(parseQuery('from:"x\\" OR to:"y\\"')).toEqual(or(term('x', 'from'), term('y', 'to')));
+    expect(() => parseQuery('"abc')).toThrow(/unterminated quote/);
   });
 
   it('treats a one-word phrase as the word', () => {

@@ -106,7 +106,10 @@ class Lexer {
   private pos = 0;
   private peeked: Token | undefined;
 
-  constructor(private readonly src: string) {}
+  constructor(
+    private readonly src: string,
+    private readonly escapes = true,
+  ) {}
 
   peek(): Token {
     this.peeked ??= this.lex();
@@ -171,6 +174,8 @@ class Lexer {
    * A quoted string. Inside it `\"` is a quote and `\\` a backslash, so a
    * pasted subject or Message-ID that contains quotes can be searched for
    * (`subject:"re \"draft\" terms"`); any other backslash is itself.
+   * Without `escapes` (see parseQuery) the first `"` ends it, as before
+   * escapes existed.
    */
   private lexQuoted(): Extract<Token, { kind: 'quoted' }> {
     const { src } = this;
@@ -181,7 +186,11 @@ class Lexer {
       if (src[i] === '\\' && (src[i + 1] === '"' || src[i + 1] === '\\')) i++;
       text += src[i];
     }
-    if (i >= src.length) throw new QuerySyntaxError('unterminated quote', start);
+    if (!this.escapes) {
+      i = src.indexOf('"', start + 1);
+      text = src.slice(start + 1, i);
+    }
+    if (i < 0 || i >= src.length) throw new QuerySyntaxError('unterminated quote', start);
     const token: Extract<Token, { kind: 'quoted' }> = { kind: 'quoted', pos: start, text };
     this.pos = i + 1;
     if (src[this.pos] === '~') {
@@ -234,8 +243,8 @@ class Parser {
   private depth = 0;
   private clauses = 0;
 
-  constructor(src: string) {
-    this.lexer = new Lexer(src);
+  constructor(src: string, escapes = true) {
+    this.lexer = new Lexer(src, escapes);
   }
 
   parse(): QueryNode {
@@ -615,7 +624,18 @@ export function parseQuery(query: string, options: ParseOptions = {}): QueryNode
     if (options.allowEmpty) return { type: 'all' };
     throw new QuerySyntaxError('empty query', 0);
   }
-  return new Parser(query).parse();
+  try {
+    return new Parser(query).parse();
+  } catch (err) {
+    // A query saved before `\"` was an escape (hold and policy queries are parsed again at every use) keeps its
+    // meaning: one that is valid only as it was read then (`from:"x\" OR to:"y\"`) is read that way.
+    if (!(err instanceof QuerySyntaxError) || !query.includes('\\"')) throw err;
+    try {
+      return new Parser(query, false).parse();
+    } catch {
+      throw err;
+    }
+  }
 }
 
 // ---------------------------------------------------------------- describe

@@ -314,6 +314,35 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('disposed');
   });
 
+  it('a hold walk that meets messages gone from the store (disposed of meanwhile, or lost) still holds all the others', async () => {
+    const gone = new Set<string>();
+    // The store's answer when the disposition job deleted a message after the hold's batch was read.
+    const reportsGone = (s: ObjectStore): ObjectStore =>
+      new Proxy(s, {
+        get(target, prop, recv) {
+          const v = Reflect.get(target, prop, recv);
+          if (prop !== 'setLegalHolds') return typeof v === 'function' ? v.bind(target) : v;
+          return async (shas: string[], on: boolean) => {
+            const r = (await (v as (a: string[], b: boolean) => Promise<{ missing: string[] }>).call(target, shas.filter((x) => !gone.has(x)), on));
+            return { missing: [...r.missing, ...shas.filter((x) => gone.has(x))] };
+          };
+        },
+      });
+    const { fx, shas } = await setup({ wrapStore: reportsGone });
+    const rec = (await fx.catalog.get<Record<string, unknown>>('retention_messages', shas[0]))!;
+    await fx.catalog.update('retention_messages', shas[0], { ...rec.data, state: 'disposed' }, rec.version);
+    gone.add(shas[0]); // disposed of: its record says so
+    gone.add(shas[1]); // lost: its record does not (an integrity problem for `archive verify`, not a reason to stop the hold)
+    const kase = await fx.service.createCase({ name: 'Race', matterNumber: 'R-1', custodians: [] }, actor);
+    const hold = await fx.service.createHold({ caseId: kase.id, name: 'race hold', query: 'from:a@corp.example' }, actor);
+    expect(hold.messageCount).toBe(5);
+    for (const s of shas.slice(2)) {
+      expect((await fx.service.getMessageRetention(s))!.held).toBe(true);
+      expect(await fx.store.getLegalHold(s)).toBe(true);
+    }
+    expect((await fx.service.getMessageRetention(shas[0]))!.state).toBe('disposed');
+  });
+
   it('a hold placed on a message left disposing (a crash mid-run) reaches the object, and wins', async () => {
     const { fx, shas } = await setup({});
     // As a run that crashed after marking: the record is disposing, the message still stored.

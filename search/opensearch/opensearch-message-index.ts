@@ -604,12 +604,12 @@ export class OpenSearchMessageIndex implements MessageIndex {
    */
   private async writeDocs(target: string, docs: IndexedMessage[], opts: WriteOptions): Promise<void> {
     if (docs.length === 0) return;
-    // Last one wins when a batch holds an id twice, as a sequence of upserts would.
+    // Last one wins when a batch holds an id twice, as a sequence of upserts would (so not over more envelopes).
     const byId = new Map<string, IndexedMessage>();
     for (const d of docs) {
       if (typeof d.id !== 'string' || d.id === '') throw new ValidationError('indexed message without an id');
       if (!Number.isFinite(d.date)) throw new ValidationError(`indexed message ${d.id} has no valid date`, { id: d.id });
-      byId.set(d.id, d);
+      if (!supersedes(byId.get(d.id)?.envelopeIds, d)) byId.set(d.id, d);
     }
     const at = this.now();
     let todo = [...byId.values()];

@@ -866,19 +866,24 @@ export class SqliteMessageIndex implements MessageIndex {
   async upsert(docs: IndexedMessage[]): Promise<void> {
     if (docs.length === 0) return;
     const rows = docs.map((d) => ({ doc: d, row: toRow(d) }));
-    const storedEnvelopes = this.stmt(`SELECT d.doc ->> '$.envelopeIds' AS env FROM ${this.t.messages} m JOIN ${this.t.docs} d ON d.mid = m.mid WHERE m.id = ?`);
     this.db
       .transaction(() => {
-        const writers = this.liveWriters();
-        for (const { doc, row } of rows) {
-          const stored = storedEnvelopes.get(doc.id) as { env: string | null } | undefined;
-          if (stored?.env && supersedes(JSON.parse(stored.env) as string[], doc)) continue;
-          for (const w of writers) w.put(row);
+        const generations = this.rebuildState() ? [LIVE, NEXT] : [LIVE];
+        for (const gen of generations) {
+          const w = this.writer(gen);
+          for (const { doc, row } of rows) if (!this.supersededIn(gen, doc)) w.put(row);
+          w.finish();
         }
-        for (const w of writers) w.finish();
       })
       .immediate();
     this.ownWrites++;
+  }
+
+  /** Whether the tables of generation `gen` hold a document of `doc`'s message built from more of its envelopes. */
+  private supersededIn(gen: string, doc: IndexedMessage): boolean {
+    const t = tableNames(gen);
+    const stored = this.stmt(`SELECT d.doc ->> '$.envelopeIds' AS env FROM ${t.messages} m JOIN ${t.docs} d ON d.mid = m.mid WHERE m.id = ?`).get(doc.id) as { env: string | null } | undefined;
+    return !!stored?.env && supersedes(JSON.parse(stored.env) as string[], doc);
   }
 
   async delete(ids: string[]): Promise<void> {
@@ -1215,11 +1220,12 @@ export class SqliteMessageIndex implements MessageIndex {
     return {
       upsert: async (docs: IndexedMessage[]): Promise<void> => {
         if (docs.length === 0) return;
-        const rows = docs.map(toRow);
+        const rows = docs.map((d) => ({ doc: d, row: toRow(d) }));
         db.transaction(() => {
           own();
           const w = this.writer(NEXT);
-          for (const row of rows) w.put(row);
+          // A live write may have put a later delivery's document here since this batch was read from the store.
+          for (const { doc, row } of rows) if (!this.supersededIn(NEXT, doc)) w.put(row);
           w.finish();
         }).immediate();
       },

@@ -796,6 +796,13 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         await index.upsert([again]);
         await index.refresh();
         expect(await index.get(DOC.leap.id)).toEqual(again);
+        // Both in one batch, in either order.
+        for (const batch of [[both, older], [older, both]]) {
+          await index.delete([DOC.leap.id]);
+          await index.upsert(batch);
+          await index.refresh();
+          expect(await index.get(DOC.leap.id)).toEqual(both);
+        }
       });
 
       it('delete removes documents; absent ids are ignored', async () => {
