@@ -854,6 +854,16 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect((await index.search(req(parseQuery('budget -x from:a@b.c'), { facets: true }))).total).toBe(0);
       });
 
+      it('rebuild: a document written live during the build is not replaced by an older one the build read earlier', async () => {
+        const e1 = '20240101T000000000Z-00000000000000e1';
+        const both: IndexedMessage = { ...DOC.leap, envelopeIds: [e1, '20240101T000000050Z-00000000000000e2'] };
+        const rebuild = await index.beginRebuild();
+        await index.upsert([both]);
+        await rebuild.upsert([{ ...DOC.leap, envelopeIds: [e1] }]);
+        await rebuild.commit();
+        expect(await index.get(DOC.leap.id)).toEqual(both);
+      });
+
       it('rebuild: the old index serves during the build, the new one after commit', async () => {
         await index.upsert([DOC.budget1, DOC.budget2]);
         await index.refresh();
