@@ -97,6 +97,38 @@ describe('FsObjectStore: disposition', () => {
     }
   });
 
+  it('a legal hold set while a deletion is under way either stops it or finds the message gone, never both missed', async () => {
+    const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-race-'));
+    const store = new FsObjectStore(path.join(root, 'store'), path.join(root, 'spool'), { clock: () => new Date('2030-01-01T00:00:00Z') });
+    await store.init();
+    try {
+      // The hold lands after 0..N turns of the event loop into the deletion: every interleaving is tried.
+      for (let turns = 0; turns < 12; turns++) {
+        const spool = await spoolBytes(path.join(root, 'spool'), sampleMessage(`race ${turns}`));
+        await store.putMessage(spool);
+        await store.putEnvelope(makeEnvelope(spool.sha256));
+        const deletion = store.deleteMessage(spool.sha256).then(
+          () => 'deleted' as const,
+          (err: unknown) => err,
+        );
+        for (let t = 0; t < turns; t++) await new Promise((r) => setImmediate(r));
+        const { missing } = await store.setLegalHolds([spool.sha256], true);
+        const outcome = await deletion;
+        const stored = (await store.statMessage(spool.sha256)) !== undefined;
+        if (missing.length === 0) {
+          // The hold was recorded: the message must still be there, the deletion refused.
+          expect(stored, `turns=${turns}`).toBe(true);
+          expect(outcome, `turns=${turns}`).toBeInstanceOf(RetentionLockedError);
+        } else {
+          expect(stored, `turns=${turns}`).toBe(false);
+          expect(outcome, `turns=${turns}`).toBe('deleted');
+        }
+      }
+    } finally {
+      await rm(root, { recursive: true, force: true });
+    }
+  });
+
   it('lock files of the first layout are still honoured, and later changes continue from them', async () => {
     const root = await mkdtemp(path.join(os.tmpdir(), 'archive-fs-legacy-lock-'));
     let now = Date.parse('2030-01-01T00:00:00Z');

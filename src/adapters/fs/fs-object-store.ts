@@ -43,6 +43,8 @@ export class FsObjectStore implements ObjectStore {
   /** Shard directories known to exist, so the hot path skips mkdir. */
   private readonly madeDirs = new Set<string>();
   private readonly locks: FsLockTable;
+  /** Messages a deleteMessage call in this process has claimed (see there). */
+  private readonly deleting = new Set<Sha256>();
   /**
    * Whether `locks/` holds lock files of the first layout; looked at once
    * (nothing writes them any more). When it holds none, a lock read is the
@@ -330,7 +332,8 @@ export class FsObjectStore implements ObjectStore {
     let changed = 0;
     try {
       const present = this.presentObjects([...changes.keys()]);
-      for (const sha of changes.keys()) (present.has(sha) ? todo : missing).push(sha);
+      // A message being deleted (claimed by deleteMessage) counts as gone.
+      for (const sha of changes.keys()) (present.has(sha) && !this.deleting.has(sha) ? todo : missing).push(sha);
       for (let attempt = 0; todo.length; attempt++) {
         if (attempt >= 20) throw new StorageUnavailableError(`could not record the lock state of ${todo[0]}: too many concurrent writers`);
         const rows = this.locks.getMany(todo);
@@ -342,6 +345,11 @@ export class FsObjectStore implements ObjectStore {
         };
         if (await this.hasLockFiles()) await mapLimit(todo, LOCK_IO_CONCURRENCY, async (sha) => plan(sha, await this.currentLock(sha, rows.get(sha))));
         else for (const sha of todo) plan(sha, newerLock(rows.get(sha), NO_LOCK));
+        // Checked again right before the (synchronous) write: a deletion may have claimed a message meanwhile.
+        for (const w of writes.filter((x) => this.deleting.has(x.sha256))) {
+          missing.push(w.sha256);
+          writes.splice(writes.indexOf(w), 1);
+        }
         const lost = writes.length ? this.locks.putMany(writes) : new Set<string>();
         changed += writes.length - lost.size;
         todo = [...lost];
@@ -390,11 +398,26 @@ export class FsObjectStore implements ObjectStore {
 
   async deleteMessage(sha256: Sha256): Promise<DeleteResult> {
     assertSha256(sha256);
-    const { lock } = await this.readLock(sha256);
-    if (lock.legalHold) throw new RetentionLockedError(`message ${sha256} is under a legal hold`);
-    if (lock.retainUntil && Date.parse(lock.retainUntil) > this.clock().getTime()) {
-      throw new RetentionLockedError(`message ${sha256} is retained until ${lock.retainUntil}`);
+    const refuse = (lock: FsLock): void => {
+      if (lock.legalHold) throw new RetentionLockedError(`message ${sha256} is under a legal hold`);
+      if (lock.retainUntil && Date.parse(lock.retainUntil) > this.clock().getTime()) {
+        throw new RetentionLockedError(`message ${sha256} is retained until ${lock.retainUntil}`);
+      }
+    };
+    refuse((await this.readLock(sha256)).lock);
+    // Claimed, and checked again, in one synchronous step: a lock change in this process (changeLocks, also
+    // synchronous) either lands before it and is seen here, or after it and finds the message gone.
+    if (this.deleting.has(sha256)) throw new StorageUnavailableError(`message ${sha256} is being deleted by another call`);
+    refuse(newerLock(this.locks.get(sha256), NO_LOCK).lock);
+    this.deleting.add(sha256);
+    try {
+      return await this.deleteClaimed(sha256);
+    } finally {
+      this.deleting.delete(sha256);
     }
+  }
+
+  private async deleteClaimed(sha256: Sha256): Promise<DeleteResult> {
     let objects = 0;
     let deleted = false;
     try {
