@@ -164,6 +164,8 @@ const FACET_SIZE = 10;
  */
 const SCOPE_PER_MESSAGE_MAX = 5_000;
 
+/** Ids deleted during a rebuild (see beginRebuild). */
+const REBUILD_DELETIONS = 'rebuild_deletions';
 const LIVE = '';
 const NEXT = '_next';
 const OLD = '_old';
@@ -893,6 +895,12 @@ export class SqliteMessageIndex implements MessageIndex {
         const writers = this.liveWriters();
         for (const id of ids) for (const w of writers) w.remove(id);
         for (const w of writers) w.finish();
+        if (writers.length > 1) {
+          // (Created by beginRebuild; a rebuild begun by an older version lacks it.)
+          this.db.exec(`CREATE TABLE IF NOT EXISTS ${REBUILD_DELETIONS} (id TEXT PRIMARY KEY) WITHOUT ROWID`);
+          const remember = this.stmt(`INSERT OR IGNORE INTO ${REBUILD_DELETIONS} (id) VALUES (?)`);
+          for (const id of ids) remember.run(id);
+        }
       })
       .immediate();
     this.ownWrites++;
@@ -1205,6 +1213,8 @@ export class SqliteMessageIndex implements MessageIndex {
       if (previous) this.log.warn({ startedAt: previous.startedAt, pid: previous.pid }, 'replacing an unfinished index rebuild');
       db.exec(dropTablesSql(NEXT));
       db.exec(createTablesSql(NEXT));
+      // Ids deleted while the build runs: a document the build read from the store before its message was disposed of must not come back.
+      db.exec(`DROP TABLE IF EXISTS ${REBUILD_DELETIONS}; CREATE TABLE ${REBUILD_DELETIONS} (id TEXT PRIMARY KEY) WITHOUT ROWID`);
       const state: RebuildState = { token, startedAt: new Date().toISOString(), pid: process.pid };
       this.setMeta('rebuild', JSON.stringify(state));
     }).immediate();
@@ -1224,8 +1234,10 @@ export class SqliteMessageIndex implements MessageIndex {
         db.transaction(() => {
           own();
           const w = this.writer(NEXT);
-          // A live write may have put a later delivery's document here since this batch was read from the store.
-          for (const { doc, row } of rows) if (!this.supersededIn(NEXT, doc)) w.put(row);
+          const deleted = this.stmt(`SELECT 1 FROM ${REBUILD_DELETIONS} WHERE id = ?`).pluck();
+          // A live write may have put a later delivery's document here since this batch was read from the store,
+          // or a live delete removed the message since (a live write after it, a new life, is in NEXT already).
+          for (const { doc, row } of rows) if (!deleted.get(doc.id) && !this.supersededIn(NEXT, doc)) w.put(row);
           w.finish();
         }).immediate();
       },
@@ -1234,6 +1246,7 @@ export class SqliteMessageIndex implements MessageIndex {
         db.transaction(() => {
           own();
           db.exec(dropTablesSql(OLD));
+          db.exec(`DROP TABLE IF EXISTS ${REBUILD_DELETIONS}`);
           db.exec(renameTablesSql(LIVE, OLD));
           db.exec(renameTablesSql(NEXT, LIVE));
           this.deleteMeta('rebuild');
@@ -1254,6 +1267,7 @@ export class SqliteMessageIndex implements MessageIndex {
         db.transaction(() => {
           if (this.rebuildState()?.token !== token) return;
           db.exec(dropTablesSql(NEXT));
+          db.exec(`DROP TABLE IF EXISTS ${REBUILD_DELETIONS}`);
           this.deleteMeta('rebuild');
         }).immediate();
         this.log.info('index rebuild aborted');

@@ -864,6 +864,18 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(await index.get(DOC.leap.id)).toEqual(both);
       });
 
+      it('rebuild: a message deleted (disposed of) during the build does not come back from what the build read before', async () => {
+        await index.upsert([DOC.leap, DOC.mar1]);
+        await index.refresh();
+        const rebuild = await index.beginRebuild();
+        await index.delete([DOC.leap.id]);
+        await rebuild.upsert([DOC.leap, DOC.mar1]); // read from the store before the deletion
+        await rebuild.commit();
+        expect(await index.get(DOC.leap.id)).toBeUndefined();
+        expect(await index.get(DOC.mar1.id)).toEqual(DOC.mar1);
+        expect(await keys('leap')).toEqual(['mar1']);
+      });
+
       it('rebuild: the old index serves during the build, the new one after commit', async () => {
         await index.upsert([DOC.budget1, DOC.budget2]);
         await index.refresh();
