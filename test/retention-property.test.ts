@@ -160,33 +160,38 @@ describe(`retention property (${dep.name}): holds always win, nothing goes befor
   }
 });
 
-/** A catalog whose reads and writes of one collection's records (by default `get` and `update` of message records) fail from a given moment. */
-function failingCatalog(c: CatalogStore, armed: () => boolean, methods: (keyof CatalogStore)[] = ['get', 'update'], collection = 'retention_messages'): CatalogStore {
-  return new Proxy(c, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv);
-      if ((methods as (string | symbol)[]).includes(prop)) {
-        return async (...args: unknown[]) => {
-          if (armed() && args[0] === collection) throw new Error('injected catalog failure');
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return typeof v === 'function' ? v.bind(target) : v;
+/**
+ * `target` with some of its methods replaced: each replacement gets the
+ * original (bound) and the call's arguments. Failures and races are injected
+ * this way; everything else is the real adapter.
+ */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any -- each replacement takes its own method's arguments
+function overriding<T extends object>(target: T, methods: Partial<Record<keyof T, (original: (...a: any[]) => Promise<any>, ...args: any[]) => Promise<unknown>>>): T {
+  return new Proxy(target, {
+    get(t, prop, recv) {
+      const v = Reflect.get(t, prop, recv);
+      const replace = methods[prop as keyof T];
+      if (typeof v !== 'function') return v;
+      const original = (v as (...a: unknown[]) => Promise<unknown>).bind(t);
+      return replace ? (...args: unknown[]) => replace(original, ...args) : original;
     },
   });
 }
 
+/** A catalog whose reads and writes of one collection's records (by default `get` and `update` of message records) fail from a given moment. */
+function failingCatalog(c: CatalogStore, armed: () => boolean, methods: (keyof CatalogStore)[] = ['get', 'update'], collection = 'retention_messages'): CatalogStore {
+  const fail = async (original: (...a: unknown[]) => Promise<unknown>, ...args: unknown[]) => {
+    if (armed() && args[0] === collection) throw new Error('injected catalog failure');
+    return original(...args);
+  };
+  return overriding(c, Object.fromEntries(methods.map((m) => [m, fail])));
+}
+
 function failingStore(s: ObjectStore, armed: () => boolean, method: 'getLegalHold' | 'getRetention' | 'statMessage'): ObjectStore {
-  return new Proxy(s, {
-    get(target, prop, recv) {
-      const v = Reflect.get(target, prop, recv);
-      if (prop === method) {
-        return async (...args: unknown[]) => {
-          if (armed()) throw new StorageUnavailableError('injected storage failure');
-          return (v as (...a: unknown[]) => unknown).apply(target, args);
-        };
-      }
-      return typeof v === 'function' ? v.bind(target) : v;
+  return overriding(s, {
+    [method]: async (original: (...a: unknown[]) => Promise<unknown>, ...args: unknown[]) => {
+      if (armed()) throw new StorageUnavailableError('injected storage failure');
+      return original(...args);
     },
   });
 }
@@ -252,16 +257,12 @@ describe(`fail-closed disposition (${dep.name})`, () => {
 
   /** A store whose deleteMessage fails, after deleting (`after`) or before touching anything (`before`). */
   const failingDelete = (s: ObjectStore, armed: () => boolean, when: 'before' | 'after'): ObjectStore =>
-    new Proxy(s, {
-      get(target, prop, recv) {
-        const v = Reflect.get(target, prop, recv);
-        if (prop !== 'deleteMessage') return typeof v === 'function' ? v.bind(target) : v;
-        return async (sha: string) => {
-          if (armed() && when === 'before') throw new StorageUnavailableError('injected storage failure');
-          const r = await (v as (x: string) => Promise<unknown>).call(target, sha);
-          if (armed()) throw new StorageUnavailableError('injected storage failure');
-          return r;
-        };
+    overriding(s, {
+      deleteMessage: async (original, sha: string) => {
+        if (armed() && when === 'before') throw new StorageUnavailableError('injected storage failure');
+        const r = await original(sha);
+        if (armed()) throw new StorageUnavailableError('injected storage failure');
+        return r;
       },
     });
 
@@ -296,15 +297,11 @@ describe(`fail-closed disposition (${dep.name})`, () => {
 
   it('a final write that failed after it was applied (a timed-out bulk) still counts what became disposed', async () => {
     const lostReply = (c: CatalogStore): CatalogStore =>
-      new Proxy(c, {
-        get(target, prop, recv) {
-          const v = Reflect.get(target, prop, recv);
-          if (prop !== 'writeMany') return typeof v === 'function' ? v.bind(target) : v;
-          return async (collection: string, items: { data: { state?: string } }[]) => {
-            const r = await (v as (...a: unknown[]) => Promise<unknown>).call(target, collection, items);
-            if (collection === 'retention_messages' && items.some((i) => i.data.state === 'disposed')) throw new Error('injected timeout');
-            return r;
-          };
+      overriding(c, {
+        writeMany: async (original, collection: string, items: { data: { state?: string } }[]) => {
+          const r = await original(collection, items);
+          if (collection === 'retention_messages' && items.some((i) => i.data.state === 'disposed')) throw new Error('injected timeout');
+          return r;
         },
       });
     const { fx, shas } = await setup({ wrapCatalog: lostReply });
@@ -318,14 +315,10 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     const gone = new Set<string>();
     // The store's answer when the disposition job deleted a message after the hold's batch was read.
     const reportsGone = (s: ObjectStore): ObjectStore =>
-      new Proxy(s, {
-        get(target, prop, recv) {
-          const v = Reflect.get(target, prop, recv);
-          if (prop !== 'setLegalHolds') return typeof v === 'function' ? v.bind(target) : v;
-          return async (shas: string[], on: boolean) => {
-            const r = (await (v as (a: string[], b: boolean) => Promise<{ missing: string[] }>).call(target, shas.filter((x) => !gone.has(x)), on));
-            return { missing: [...r.missing, ...shas.filter((x) => gone.has(x))] };
-          };
+      overriding(s, {
+        setLegalHolds: async (original, shas: string[], on: boolean) => {
+          const r = (await original(shas.filter((x) => !gone.has(x)), on)) as { missing: string[] };
+          return { missing: [...r.missing, ...shas.filter((x) => gone.has(x))] };
         },
       });
     const { fx, shas } = await setup({ wrapStore: reportsGone });
