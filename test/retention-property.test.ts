@@ -220,18 +220,36 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
   });
 
-  it('a catalog error when a batch is marked for deletion deletes nothing', async () => {
-    let armed = false;
-    const { fx, shas } = await setup({ wrapCatalog: (c) => failingCatalog(c, () => armed, ['writeMany']) });
-    armed = true;
-    const r = await fx.job.run({ actor: { user: 'scheduler' } });
-    expect(r.disposed).toBe(0);
-    expect(r.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected catalog failure'));
-    for (const s of shas) expect(await fx.exists(s)).toBe(true);
-    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('active');
-    armed = false;
-    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
-  });
+  /** A store whose deleteMessage fails, after deleting (`after`) or before touching anything (`before`). */
+  const failingDelete = (s: ObjectStore, armed: () => boolean, when: 'before' | 'after'): ObjectStore =>
+    overriding(s, {
+      deleteMessage: async (original, sha: string) => {
+        if (armed() && when === 'before') throw new StorageUnavailableError('injected storage failure');
+        const r = await original(sha);
+        if (armed()) throw new StorageUnavailableError('injected storage failure');
+        return r;
+      },
+    });
+
+  // Failures before anything was deleted: nothing goes, every message is back where it was, and the next run deletes them.
+  const putBack: [string, (armed: () => boolean) => Parameters<typeof setup>[0], string][] = [
+    ['a catalog error when a batch is marked for deletion', (armed) => ({ wrapCatalog: (c) => failingCatalog(c, armed, ['writeMany']) }), 'injected catalog failure'],
+    ['a store failure before anything was deleted', (armed) => ({ wrapStore: (s) => failingDelete(s, armed, 'before') }), 'injected storage failure'],
+  ];
+  for (const [name, wrap, reason] of putBack) {
+    it(`${name} deletes nothing and puts the messages back; the next run deletes them`, async () => {
+      let armed = false;
+      const { fx, shas } = await setup(wrap(() => armed));
+      armed = true;
+      const r = await fx.job.run({ actor: { user: 'scheduler' } });
+      expect(r.disposed).toBe(0);
+      expect(r.skipped.map((x) => x.reason)).toEqual(Array(5).fill(reason));
+      for (const x of shas) expect(await fx.exists(x)).toBe(true);
+      for (const x of shas) expect((await fx.service.getMessageRetention(x))!.state).toBe('active');
+      armed = false;
+      expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
+    });
+  }
 
   it('a failure after the store deleted (the disposition records) is finished by the next run, one record each', async () => {
     let armed = false;
@@ -253,30 +271,6 @@ describe(`fail-closed disposition (${dep.name})`, () => {
     expect(records.map((x) => x.sha256).sort()).toEqual([...shas].sort());
     // The record id was fixed when the message was marked: the finishing run wrote it under that id, at its own time.
     expect(new Set(records.map((x) => x.disposedAt))).toEqual(new Set(['2021-01-02T00:00:00.000Z']));
-  });
-
-  /** A store whose deleteMessage fails, after deleting (`after`) or before touching anything (`before`). */
-  const failingDelete = (s: ObjectStore, armed: () => boolean, when: 'before' | 'after'): ObjectStore =>
-    overriding(s, {
-      deleteMessage: async (original, sha: string) => {
-        if (armed() && when === 'before') throw new StorageUnavailableError('injected storage failure');
-        const r = await original(sha);
-        if (armed()) throw new StorageUnavailableError('injected storage failure');
-        return r;
-      },
-    });
-
-  it('a store failure before anything was deleted puts the messages back; the next run deletes them', async () => {
-    let armed = false;
-    const { fx, shas } = await setup({ wrapStore: (s) => failingDelete(s, () => armed, 'before') });
-    armed = true;
-    const r1 = await fx.job.run({ actor: { user: 'scheduler' } });
-    expect(r1.disposed).toBe(0);
-    expect(r1.skipped.map((s) => s.reason)).toEqual(Array(5).fill('injected storage failure'));
-    for (const s of shas) expect(await fx.exists(s)).toBe(true);
-    for (const s of shas) expect((await fx.service.getMessageRetention(s))!.state).toBe('active');
-    armed = false;
-    expect((await fx.job.run({ actor: { user: 'scheduler' } })).disposed).toBe(5);
   });
 
   it('a store failure after the message was deleted leaves it disposing; the next run finishes it, one record each', async () => {
