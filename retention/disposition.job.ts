@@ -325,8 +325,9 @@ export class DispositionJob {
    * 1. each record is marked `disposing`, with its disposition record's id
    *    (a crash from here on is finished by the next run, under that id); a
    *    record another writer changed since its guard read it is skipped;
-   * 2. each message is deleted from the store (the store refuses a locked
-   *    one: that message goes back to its state and is skipped);
+   * 2. each message is deleted from the store (one it did not delete is
+   *    skipped, and goes back to its state while it is still stored: see
+   *    afterFailedDelete);
    * 3. the deleted messages leave the index;
    * 4. their disposition records are created (one already there was written
    *    before a crash: immutable, the first is kept);
@@ -379,9 +380,9 @@ export class DispositionJob {
           outcomes = await this.o.catalog.writeMany(COLLECTIONS.messages, finals);
         } catch (err) {
           // The batch may have been written in part (a bulk request that timed out): what became `disposed` counts.
-          const now2 = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, finals.map((f) => f.id)).catch(() => new Map<string, CatalogRecord<MessageRetention>>());
+          const reread = await this.o.catalog.getMany<MessageRetention>(COLLECTIONS.messages, finals.map((f) => f.id)).catch(() => new Map<string, CatalogRecord<MessageRetention>>());
           outcomes = finals.map((f) => {
-            const r = now2.get(f.id);
+            const r = reread.get(f.id);
             return r?.data.state === 'disposed' && r.version === f.expectedVersion + 1 ? { id: f.id, ok: true, version: r.version } : { id: f.id, ok: false, reason: 'conflict' };
           });
           if (outcomes.every((o) => !o.ok)) throw err;
