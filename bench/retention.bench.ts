@@ -430,29 +430,21 @@ async function main(): Promise<void> {
   const row = (label: string, f: (r: Result) => string) => console.log(`${label.padEnd(34)}${results.map((r) => f(r).padStart(w)).join('')}`);
   console.log(`\nretention, ${os.availableParallelism()} cores, load average ${os.loadavg()[0].toFixed(1)}; per component: wall time with a call of it in flight (rate = messages of the phase / that time)`);
   row('', (r) => `${r.mode} (${fmt(r.n)} msgs)`);
-  row('ingest hook (applyToDocuments)', (r) => cell(r.ingestHook));
-  row('  catalog', (r) => cell(r.ingestHook, 'catalog'));
-  row('  object store', (r) => cell(r.ingestHook, 'store'));
-  row('  engine CPU (rest)', (r) => cell(r.ingestHook, 'other'));
-  row('  process CPU time', (r) => cell(r.ingestHook, 'cpu'));
+  type Part = Parameters<typeof cell>[1];
+  const PART_LABEL: Record<NonNullable<Part>, string> = { index: 'index', catalog: 'catalog', store: 'object store', other: 'engine CPU (rest)', cpu: 'process CPU time', endpoint: 'S3 endpoint CPU time' };
+  /** A phase's row, then one row per component of it. */
+  const phase = (label: string, of: (r: Result) => Phase | undefined, parts: NonNullable<Part>[], extra?: () => void) => {
+    row(label, (r) => cell(of(r)));
+    for (const p of parts) row(`  ${p === 'index' && label.startsWith('hold') ? 'index walk' : PART_LABEL[p]}`, (r) => cell(of(r), p));
+    extra?.();
+  };
+  phase('ingest hook (applyToDocuments)', (r) => r.ingestHook, ['catalog', 'store', 'other', 'cpu']);
   row('hold application: held', (r) => fmt(r.hold.messages));
-  row('hold application', (r) => cell(r.hold));
-  row('  index walk', (r) => cell(r.hold, 'index'));
-  row('  catalog', (r) => cell(r.hold, 'catalog'));
-  row('  object store', (r) => cell(r.hold, 'store'));
-  row('  engine CPU (rest)', (r) => cell(r.hold, 'other'));
-  row('  process CPU time', (r) => cell(r.hold, 'cpu'));
-  row('  projected 1,000,000 held', (r) => `${fmt(1_000_000 / (r.hold.messages / r.hold.seconds))} s`);
-  row('  S3 endpoint CPU time', (r) => cell(r.hold, 'endpoint'));
-  row('disposition', (r) => cell(r.disposition));
-  row('  index', (r) => cell(r.disposition, 'index'));
-  row('  catalog', (r) => cell(r.disposition, 'catalog'));
-  row('  object store', (r) => cell(r.disposition, 'store'));
-  row('  process CPU time', (r) => cell(r.disposition, 'cpu'));
-  row('  S3 endpoint CPU time', (r) => cell(r.disposition, 'endpoint'));
-  row('hold release', (r) => cell(r.release));
-  row('  catalog', (r) => cell(r.release, 'catalog'));
-  row('  object store', (r) => cell(r.release, 'store'));
+  phase('hold application', (r) => r.hold, ['index', 'catalog', 'store', 'other', 'cpu', 'endpoint'], () =>
+    row('  projected 1,000,000 held', (r) => `${fmt(1_000_000 / (r.hold.messages / r.hold.seconds))} s`),
+  );
+  phase('disposition', (r) => r.disposition, ['index', 'catalog', 'store', 'cpu', 'endpoint']);
+  phase('hold release', (r) => r.release, ['catalog', 'store']);
   if (results.some((r) => r.s3PutRate)) row('S3 endpoint: small PUTs (8 in flight)', (r) => (r.s3PutRate ? `${fmt(r.s3PutRate)}/s` : 'n/a'));
 }
 
