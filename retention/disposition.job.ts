@@ -71,6 +71,12 @@ export interface DispositionJobOptions {
   pageSize?: number;
   /** This node's name in the lease. */
   owner?: string;
+  /**
+   * Asks for a message to be indexed again (the index job): used when the
+   * guard finds stored envelopes its indexed document lacks. Absent: the
+   * message is only skipped, until `archive reindex` or its index job.
+   */
+  requestIndex?: (sha256: string, size: number) => Promise<void>;
 }
 
 export interface SkippedMessage {
@@ -308,6 +314,10 @@ export class DispositionJob {
     if (!stored) throw new Error('message not in the store');
     const doc = await this.o.index.get(sha);
     if (!doc) throw new Error('not in the index: holds cannot be re-checked');
+    // The document must reflect every stored envelope: a later delivery not yet indexed may name a custodian (Bcc).
+    const indexed = new Set(doc.envelopeIds);
+    const unindexed = (await this.o.store.envelopeIds(sha)).filter((id) => !indexed.has(id));
+    if (unindexed.length) throw new Error(`the index lacks ${unindexed.length} of its stored envelopes (${unindexed[0]}…): holds cannot be re-checked until it is indexed again${await this.requestIndex(sha, stored.size)}`);
     const covering = holds.filter((h) => holdCovers(h, doc));
     if (covering.length) throw new Error(`covered by active hold ${covering.map((h) => h.id).join(', ')}`);
     // 3. The object's own legal hold and retention.
@@ -315,6 +325,17 @@ export class DispositionJob {
     const r = await this.o.store.getRetention(sha);
     if (r && r.retainUntil.toISOString() > now) throw new Error(`the stored object is retained until ${r.retainUntil.toISOString()}`);
     return rec;
+  }
+
+  /** Asks for the message to be indexed again; returns how that went, for the skip reason. Never throws. */
+  private async requestIndex(sha256: string, size: number): Promise<string> {
+    if (!this.o.requestIndex) return ' (`archive reindex` does it)';
+    try {
+      await this.o.requestIndex(sha256, size);
+      return ' (requested)';
+    } catch (err) {
+      return ` (could not be requested: ${(err as Error).message}; \`archive reindex\` does it)`;
+    }
   }
 
   /**

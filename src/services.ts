@@ -15,6 +15,7 @@ import { AuthService } from './auth/auth-service.js';
 import { OidcSignIn } from './auth/oidc.js';
 import { IngestPipeline } from '../ingest/ingest-pipeline.js';
 import { IndexMessageJob } from '../ingest/index-message.job.js';
+import { INDEX_JOB, indexJobOptions, type IndexJobPayload } from '../ingest/index-job.js';
 import { ParsePool } from '../ingest/parse-pool.js';
 import { FsObjectStore } from './adapters/fs/fs-object-store.js';
 import { SearchService } from '../search/index.js';
@@ -111,6 +112,9 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
     log: retentionLog,
     fourEyes: config.ARCHIVE_DISPOSITION_FOUR_EYES,
     budgetMs: config.ARCHIVE_DISPOSITION_BUDGET_SECONDS * 1000,
+    requestIndex: async (sha256, size) => {
+      await queue.add<IndexJobPayload>(INDEX_JOB, { sha256, size }, indexJobOptions(sha256));
+    },
   });
   // Retain-until and holds are applied as each batch lands in the index.
   const indexJob = new IndexMessageJob(store, index, log.child({ component: 'indexer' }), parsePool, (docs) => retention.applyToDocuments(docs), {

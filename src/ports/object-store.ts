@@ -108,6 +108,14 @@ export interface ObjectStore {
    */
   getEnvelopes(sha256: Sha256, known?: Envelope[]): Promise<Envelope[]>;
 
+  /**
+   * The ids of a message's stored envelopes, sorted, from the store's listing
+   * alone (no envelope is read: one listing on S3). The disposition guard
+   * compares them with the indexed document's, so that a delivery the index
+   * has not caught up with (its Bcc custodians) cannot slip past a hold.
+   */
+  envelopeIds(sha256: Sha256): Promise<string[]>;
+
   /** Every stored message, in no particular order. Streams; never loads the whole listing. */
   listMessages(): AsyncIterable<StoredObjectInfo>;
 

@@ -197,6 +197,10 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       expect(got.map((e) => e.id)).toEqual(envs.map((e) => e.id).sort());
       expect(got.map((e) => e.receivedAt)).toEqual([...got.map((e) => e.receivedAt)].sort());
       expect(await store.getEnvelopes(sha256Hex('never stored'))).toEqual([]);
+      // The ids alone, from the listing: the same set, the same order.
+      expect(await store.envelopeIds(spool.sha256)).toEqual(envs.map((e) => e.id).sort());
+      expect(await store.envelopeIds(other.sha256)).toHaveLength(1);
+      expect(await store.envelopeIds(sha256Hex('never stored'))).toEqual([]);
     });
 
     it('getEnvelopes with known envelopes (an index job payload): what is stored still wins', async () => {

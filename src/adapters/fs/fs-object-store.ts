@@ -207,17 +207,26 @@ export class FsObjectStore implements ObjectStore {
   }
 
   /** `known` is not used: a local read costs less than matching a known envelope against the stored bytes. */
-  async getEnvelopes(sha256: Sha256, _known?: Envelope[]): Promise<Envelope[]> {
-    const dir = this.shard(this.envelopesDir, sha256);
+  /** The file names of a message's envelopes (`<sha256>.<id>.json`), sorted. */
+  private async envelopeFiles(sha256: Sha256): Promise<string[]> {
     let names: string[];
     try {
-      names = await readdir(dir);
+      names = await readdir(this.shard(this.envelopesDir, sha256));
     } catch (err) {
       if ((err as NodeJS.ErrnoException).code === 'ENOENT') return [];
       throw err;
     }
-    const mine = names.filter((n) => n.startsWith(`${sha256}.`) && n.endsWith('.json')).sort();
-    return Promise.all(mine.map(async (n) => JSON.parse(await readFile(path.join(dir, n), 'utf8')) as Envelope));
+    return names.filter((n) => n.startsWith(`${sha256}.`) && n.endsWith('.json')).sort();
+  }
+
+  async envelopeIds(sha256: Sha256): Promise<string[]> {
+    assertSha256(sha256);
+    return (await this.envelopeFiles(sha256)).map((n) => n.slice(sha256.length + 1, -'.json'.length));
+  }
+
+  async getEnvelopes(sha256: Sha256, _known?: Envelope[]): Promise<Envelope[]> {
+    const dir = this.shard(this.envelopesDir, sha256);
+    return Promise.all((await this.envelopeFiles(sha256)).map(async (n) => JSON.parse(await readFile(path.join(dir, n), 'utf8')) as Envelope));
   }
 
   async *listMessages(): AsyncIterable<StoredObjectInfo> {

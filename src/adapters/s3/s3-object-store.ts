@@ -577,13 +577,23 @@ export class S3ObjectStore implements ObjectStore {
    * the envelope of the delivery that enqueued it, which saves one request
    * per message.
    */
-  async getEnvelopes(sha256: Sha256, known: Envelope[] = []): Promise<Envelope[]> {
+  /** A message's envelope objects, sorted by key. */
+  private async listEnvelopeObjects(sha256: Sha256): Promise<{ key: string; etag?: string }[]> {
     assertSha256(sha256);
     const listed: { key: string; etag?: string }[] = [];
     for await (const page of this.listPages(`${this.prefix}envelopes/${sha256}/`)) {
       for (const o of page) if (o.key.endsWith('.json')) listed.push(o);
     }
-    listed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+    return listed.sort((a, b) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0));
+  }
+
+  async envelopeIds(sha256: Sha256): Promise<string[]> {
+    const base = `${this.prefix}envelopes/${sha256}/`;
+    return (await this.listEnvelopeObjects(sha256)).map((o) => o.key.slice(base.length, -'.json'.length));
+  }
+
+  async getEnvelopes(sha256: Sha256, known: Envelope[] = []): Promise<Envelope[]> {
+    const listed = await this.listEnvelopeObjects(sha256);
     const byKey = new Map<string, Envelope>();
     for (const env of known) {
       if (env?.sha256 !== sha256 || typeof env.id !== 'string' || !/^[0-9A-Za-z-]+$/.test(env.id)) continue;
