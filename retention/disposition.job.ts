@@ -98,6 +98,9 @@ export interface DispositionRunReport {
   /** Messages whose pending hold release this run finished (flag cleared), and those still pending (not done in a dry run). */
   holdFlagsCleared: number;
   holdFlagsPending: number;
+  /** Holds whose interrupted application this run finished, and those still pending (not done in a dry run). */
+  holdsApplied: number;
+  holdsApplyPending: number;
   /** Dry run: the messages that would be disposed of or proposed. */
   candidates: { sha256: string; retainUntil: string; policyId: string; action: 'delete' | 'propose' }[];
   /** SHA-256 over the newline-joined sha256 list of what this run deleted. */
@@ -112,6 +115,8 @@ export class DispositionJob {
   private timer: NodeJS.Timeout | undefined;
   private running: Promise<unknown> | undefined;
   private started = false;
+  /** Set by stop(): a hold application under way stops between pages (it stays pending, resumed later). */
+  private stopping = false;
 
   constructor(private readonly o: DispositionJobOptions) {
     this.pageSize = o.pageSize ?? 200;
@@ -119,19 +124,22 @@ export class DispositionJob {
   }
 
   /**
-   * Retries pending hold releases once now (start-up), then runs every
+   * Retries pending hold applications and releases once now (start-up), then runs every
    * `intervalMs` (errors are logged; the next tick tries again). An interval
    * of 0 schedules no runs, but the start-up retry still happens.
    */
   start(intervalMs: number): void {
     if (this.timer || this.started) return;
     this.started = true;
-    this.running = this.o.service
-      .retryReleases()
-      .then((r) => {
-        if (r.holds) this.o.log.info(r, 'pending hold releases retried at start-up');
-      })
-      .catch((err: unknown) => this.o.log.warn({ err }, 'could not retry pending hold releases at start-up; the next disposition run retries'))
+    this.stopping = false;
+    const startUp = async () => {
+      const a = await this.o.service.retryApplies(() => this.stopping);
+      if (a.holds) this.o.log.info(a, 'pending hold applications retried at start-up');
+      const r = await this.o.service.retryReleases();
+      if (r.holds) this.o.log.info(r, 'pending hold releases retried at start-up');
+    };
+    this.running = startUp()
+      .catch((err: unknown) => this.o.log.warn({ err }, 'could not retry pending hold applications or releases at start-up; the next disposition run retries'))
       .finally(() => (this.running = undefined));
     if (intervalMs <= 0) return;
     this.timer = setInterval(() => {
@@ -145,10 +153,12 @@ export class DispositionJob {
   }
 
   async stop(): Promise<void> {
+    this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
     this.started = false;
     await this.running;
+    this.stopping = false;
   }
 
   private nowIso(): string {
@@ -167,6 +177,8 @@ export class DispositionJob {
       skipped: [],
       holdFlagsCleared: 0,
       holdFlagsPending: 0,
+      holdsApplied: 0,
+      holdsApplyPending: 0,
       candidates: [],
       digest: '',
       startedAt: this.nowIso(),
@@ -180,7 +192,7 @@ export class DispositionJob {
     report.acquired = true;
     const deleted: string[] = [];
     try {
-      if (!opts.dryRun) await this.retryReleases(report);
+      if (!opts.dryRun) await this.retryHolds(report);
       const policies = new Map((await this.o.service.listPolicies()).map((p) => [p.id, p]));
       const holds = await this.o.service.activeHolds();
       // Unfinished deletions first (a crash mid-way), then approved ones, then newly due ones.
@@ -220,7 +232,7 @@ export class DispositionJob {
     }
     report.digest = createHash('sha256').update(deleted.sort().join('\n')).digest('hex');
     report.finishedAt = this.nowIso();
-    if (!opts.dryRun && (report.disposed || report.proposed || report.skipped.length || report.holdFlagsCleared || report.holdFlagsPending)) {
+    if (!opts.dryRun && (report.disposed || report.proposed || report.skipped.length || report.holdFlagsCleared || report.holdFlagsPending || report.holdsApplied || report.holdsApplyPending)) {
       await this.o.audit.record({
         action: 'retention.dispose',
         outcome: 'success',
@@ -235,14 +247,28 @@ export class DispositionJob {
           complete: report.complete,
           holdFlagsCleared: report.holdFlagsCleared,
           holdFlagsPending: report.holdFlagsPending,
+          holdsApplied: report.holdsApplied,
+          holdsApplyPending: report.holdsApplyPending,
         },
       });
     }
     return report;
   }
 
-  /** Finishes pending hold releases (fail-soft: an error is logged and the run goes on; the messages stay held). */
-  private async retryReleases(report: DispositionRunReport): Promise<void> {
+  /**
+   * Finishes interrupted hold applications, then pending hold releases.
+   * Fail-soft: an error is logged and the run goes on (a pending hold
+   * protects its messages through the guard; a pending release leaves them held).
+   */
+  private async retryHolds(report: DispositionRunReport): Promise<void> {
+    try {
+      const a = await this.o.service.retryApplies(() => this.stopping);
+      report.holdsApplied = a.applied;
+      report.holdsApplyPending = a.pending;
+      if (a.holds) this.o.log.info(a, 'pending hold applications retried');
+    } catch (err) {
+      this.o.log.warn({ err: (err as Error).message }, 'could not retry pending hold applications; the next run tries again');
+    }
     try {
       const r = await this.o.service.retryReleases();
       report.holdFlagsCleared = r.released;

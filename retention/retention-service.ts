@@ -12,6 +12,7 @@
  *   the stored object, and the flag is cleared only when no hold covers it.
  */
 import { randomUUID } from 'node:crypto';
+import { hostname } from 'node:os';
 import { DateTime } from 'luxon';
 import type { Logger } from 'pino';
 import { MAX_BATCH, type CatalogRecord, type CatalogStore, type CatalogWrite } from '../src/ports/catalog-store.js';
@@ -23,6 +24,7 @@ import type { AuditEvent } from '../src/audit/audit-trail.js';
 import { CatalogConflictError, NotFoundError, ValidationError } from '../src/errors.js';
 import type { QueryNode } from '../search/index.js';
 import { computeRetainUntil, later } from './retain-until.js';
+import { CatalogLease } from './lease.js';
 import { holdQuery, inScope, matchDocument, policyQuery, queryUsesText } from './matcher.js';
 import {
   COLLECTIONS,
@@ -111,6 +113,12 @@ export interface ReleaseResult {
  * retry. Cost: at most this many slow failing store calls per attempt.
  */
 const MAX_CLEAR_FAILURES = 32;
+
+/**
+ * How long a hold's application lease lasts without renewal (renewed at
+ * each page of the walk): a crashed walker delays the resumption this long.
+ */
+const APPLY_LEASE_MS = 5 * 60_000;
 
 interface Evaluation {
   policy: Policy;
@@ -411,12 +419,15 @@ export class RetentionService {
   /**
    * Places a hold: recorded first (so every message indexed from now on meets
    * it at ingest), then applied to every archived message it covers, within
-   * the creator's scope. Returns the hold with its message count.
+   * the creator's scope. Returns the hold with its message count; when the
+   * application could not finish (storage or index down), the hold is still
+   * placed and in force, and comes back `applyPending` with the reason: the
+   * disposition job resumes it.
    */
   async createHold(input: HoldInput, actor: RetentionActor): Promise<Hold> {
     const kase = await this.getCase(input.caseId);
     const custodians = input.custodians ?? (input.query ? [] : kase.custodians);
-    const q = holdQuery({ ...input, custodians });
+    holdQuery({ ...input, custodians }); // validates the query before anything is saved
     const h: Hold = {
       ...input,
       custodians,
@@ -426,20 +437,83 @@ export class RetentionService {
       createdAt: this.now().toISO()!,
       createdBy: actor.user,
       messageCount: 0,
+      applyPending: true,
     };
     await this.o.catalog.create(COLLECTIONS.holds, h.id, h);
     await this.audit(actor, 'retention.hold.create', h.id, { caseId: h.caseId, custodians: h.custodians, query: h.query, dateFrom: h.dateFrom, dateTo: h.dateTo });
-    const count = await this.applyHold(h, q);
-    return this.setHoldCount(h.id, count);
+    return (await this.resumeApply(h.id)) ?? this.getHold(h.id);
   }
 
-  /** Applies one hold to every indexed message it covers. Returns how many it covers. */
-  async applyHold(h: Hold, q: QueryNode = holdQuery(h)): Promise<number> {
+  /**
+   * Finishes the application of holds left `applyPending` (a walk that
+   * failed or was interrupted). Idempotent; run by the disposition job at
+   * each run and at start-up. A hold another walk is applying is left to it.
+   */
+  async retryApplies(stopping?: () => boolean): Promise<{ holds: number; applied: number; pending: number }> {
+    const pending = (await this.activeHolds()).filter((h) => h.applyPending);
+    const total = { holds: pending.length, applied: 0, pending: 0 };
+    for (const h of pending) {
+      const done = stopping?.() ? undefined : await this.resumeApply(h.id, stopping);
+      if (done && !done.applyPending) total.applied++;
+      else total.pending++;
+    }
+    return total;
+  }
+
+  /**
+   * Applies a pending hold to every archived message it covers, under a
+   * lease of its own (one walk per hold across nodes; a crashed walker's
+   * lease expires). Success saves the count and clears `applyPending`; a
+   * failure is logged and saved as `lastApplyError` for the retry. A hold
+   * released while it is applied stops the walk, and its release is
+   * finished again (records this walk marked after the release went over
+   * them are released too). `stopping` (the node shuts down) interrupts the
+   * walk between pages; the hold stays pending. Returns the hold as saved,
+   * or undefined when another walk holds the lease.
+   */
+  private async resumeApply(id: string, stopping?: () => boolean): Promise<Hold | undefined> {
+    const lease = new CatalogLease(this.o.catalog, `hold-apply:${id}`, `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, APPLY_LEASE_MS);
+    if (!(await lease.acquire())) return undefined;
+    try {
+      const h = await this.getHold(id);
+      if (h.status !== 'active' || !h.applyPending) return h;
+      let count: number | undefined;
+      let error: string | undefined;
+      try {
+        count = await this.applyHold(h, holdQuery(h), async () => {
+          await lease.renew();
+          if (stopping?.()) {
+            error = 'interrupted: the node was stopping';
+            return false;
+          }
+          return (await this.getHold(id)).status === 'active';
+        });
+      } catch (err) {
+        error = (err as Error).message || String(err);
+        this.o.log.error({ holdId: id, err: error }, 'a hold could not be applied to every archived message; it protects them meanwhile, and the disposition job resumes it');
+      }
+      if ((await this.getHold(id)).status === 'released') await this.finishRelease(id);
+      return await this.updateHold(id, (d) => {
+        const { applyPending: _p, lastApplyError: _e, ...rest } = d;
+        if (d.status === 'released') return rest;
+        return error === undefined ? { ...rest, messageCount: count! } : { ...d, applyPending: true, lastApplyError: error };
+      });
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Applies one hold to every indexed message it covers. Returns how many it
+   * covers. `between` runs before each page after the first; false stops the walk.
+   */
+  async applyHold(h: Hold, q: QueryNode = holdQuery(h), between?: () => Promise<boolean>): Promise<number> {
     let n = 0;
     const policies = await this.listPolicies();
     // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
     // The hold itself is not matched per document (the walk is its match set), so only the policies may need the text.
     for await (const docs of readAhead(this.walk(q, h.scope, !needsText(policies)))) {
+      if (n && between && !(await between())) break;
       for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
         try {
           await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
@@ -455,12 +529,13 @@ export class RetentionService {
     return n;
   }
 
-  private async setHoldCount(id: string, count: number): Promise<Hold> {
+  /** Saves `change` of the current hold record (re-read and redone when another writer got there first). */
+  private async updateHold(id: string, change: (h: Hold) => Hold): Promise<Hold> {
     for (;;) {
       const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
       if (!r) throw new NotFoundError(`no hold ${id}`);
       try {
-        return (await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, messageCount: count }, r.version)).data;
+        return (await this.o.catalog.update(COLLECTIONS.holds, id, change(r.data), r.version)).data;
       } catch (err) {
         if (!(err instanceof CatalogConflictError)) throw err;
       }

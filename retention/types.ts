@@ -168,6 +168,16 @@ export interface Hold extends HoldInput {
   clearsPending?: boolean;
   /** Why the last attempt left messages pending. */
   lastClearError?: string;
+  /**
+   * Placed, but not yet applied to every archived message it covers (records
+   * marked, legal-hold flags set): the walk failed (storage or index down)
+   * or was interrupted. The disposition job resumes it, at each run and at
+   * start-up. The hold protects its messages meanwhile: the disposition
+   * guard re-checks every active hold against each message.
+   */
+  applyPending?: boolean;
+  /** Why the last application did not finish. */
+  lastApplyError?: string;
 }
 
 /** Immutable proof of one deletion (`retention_dispositions/<id>`), created once, never updated. */

@@ -158,7 +158,7 @@ export async function holdsCommand(args: string[], ctx: Ctx): Promise<number> {
     if (action === 'list') {
       const hs = await s.retention.listHolds(values.case);
       if (values.json) print(hs);
-      else for (const h of hs) console.log(`${h.id}  ${h.status.padEnd(8)} ${String(h.messageCount).padStart(8)} messages  ${h.name}  (case ${h.caseId})${h.clearsPending ? `  [release pending: legal-hold flags not all cleared yet${h.lastClearError ? `: ${h.lastClearError}` : ''}]` : ''}`);
+      else for (const h of hs) console.log(`${h.id}  ${h.status.padEnd(8)} ${String(h.messageCount).padStart(8)} messages  ${h.name}  (case ${h.caseId})${h.clearsPending ? `  [release pending: legal-hold flags not all cleared yet${h.lastClearError ? `: ${h.lastClearError}` : ''}]` : ''}${h.applyPending ? `  [applying: not yet applied to every archived message (it protects them meanwhile)${h.lastApplyError ? `: ${h.lastApplyError}` : ''}]` : ''}`);
       return 0;
     }
     if (action === 'create') {
@@ -193,6 +193,7 @@ export async function disposeCommand(args: string[], ctx: Ctx): Promise<number> 
       if (!r.acquired) console.log('another node is running the disposition engine; nothing done');
       for (const c of r.candidates) console.log(`would ${c.action === 'delete' ? 'delete ' : 'propose'} ${c.sha256}  retained until ${c.retainUntil}  (${c.policyId})`);
       for (const k of r.skipped) console.log(`skipped ${k.sha256}: ${k.reason}`);
+      if (r.holdsApplied || r.holdsApplyPending) console.log(`pending hold applications: ${r.holdsApplied} finished, ${r.holdsApplyPending} still pending`);
       if (r.holdFlagsCleared || r.holdFlagsPending) console.log(`pending hold releases: ${r.holdFlagsCleared} legal-hold flags cleared, ${r.holdFlagsPending} still pending`);
       console.log(`${r.dryRun ? 'dry run: ' : ''}examined ${r.examined}, disposed ${r.disposed}, proposed ${r.proposed}, skipped ${r.skipped.length}${r.complete ? '' : ' (budget used up; the next run resumes)'}`);
     }

@@ -176,7 +176,7 @@ export function retentionRouter(s: Services, registry: RouteRegistry): Router {
       summary: "Place a legal hold: custodians' mail and/or a query, optional date range; existing and future messages, within your scope",
       params: idParam,
       body: z.object({ name: z.string().trim().min(1).max(200), custodians: z.array(address).max(10_000).optional(), query: z.string().max(2000).optional(), dateFrom: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(), dateTo: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional() }),
-      responses: { 201: 'The hold, with the number of messages it covers' },
+      responses: { 201: 'The hold, with the number of messages it covers. `applyPending` (with `lastApplyError`) when applying it to the archived mail could not finish (storage or index down): the hold is placed and protects that mail, and the disposition job resumes the application' },
       access: OFFICER,
       audit: { action: 'retention.hold.create', details: ({ body }) => ({ custodians: body.custodians, query: body.query }) },
     },

@@ -805,13 +805,15 @@ async function casePage(id) {
     if (!body.custodians.length) delete body.custodians;
     try {
       const hold = await api(`/api/cases/${encodeURIComponent(id)}/holds`, { method: 'POST', body });
-      toast(`Hold placed: ${hold.messageCount} messages held`);
+      toast(hold.applyPending ? `Hold placed and in force; applying it to archived mail did not finish (${hold.lastApplyError ?? 'interrupted'}): it resumes automatically` : `Hold placed: ${hold.messageCount} messages held`);
       await casePage(id);
     } catch (err) {
       msg.className = 'error';
       msg.textContent = err.message;
     }
   });
+  // Placed (and in force) but not yet applied to every archived message: the disposition job resumes it.
+  const applyBadge = (hold) => (hold.status === 'active' && hold.applyPending ? h('span', { class: 'badge warn', title: hold.lastApplyError ?? '' }, 'applying to archived mail: retrying') : null);
   const releaseCell = (hold) => {
     if (hold.status !== 'active' || !has('officer')) {
       if (hold.status !== 'released') return '';
@@ -847,7 +849,7 @@ async function casePage(id) {
     ),
     h('h2', {}, 'Holds'),
     holds.length
-      ? h('table', { id: 'holds' }, h('thead', {}, h('tr', {}, ['Hold', 'Custodians', 'Query', 'Dates', 'Held messages', 'Status'].map((x) => h('th', {}, x)))), h('tbody', {}, holds.map((x) => h('tr', { 'data-hold': x.id, 'data-status': x.status }, h('td', {}, x.name), h('td', {}, (x.custodians ?? []).join(', ')), h('td', { class: 'mono' }, x.query ?? ''), h('td', {}, [x.dateFrom, x.dateTo].filter(Boolean).join(' – ')), h('td', { class: 'held-count' }, String(x.messageCount)), h('td', {}, x.status, ' ', releaseCell(x))))))
+      ? h('table', { id: 'holds' }, h('thead', {}, h('tr', {}, ['Hold', 'Custodians', 'Query', 'Dates', 'Held messages', 'Status'].map((x) => h('th', {}, x)))), h('tbody', {}, holds.map((x) => h('tr', { 'data-hold': x.id, 'data-status': x.status }, h('td', {}, x.name), h('td', {}, (x.custodians ?? []).join(', ')), h('td', { class: 'mono' }, x.query ?? ''), h('td', {}, [x.dateFrom, x.dateTo].filter(Boolean).join(' – ')), h('td', { class: 'held-count' }, String(x.messageCount)), h('td', {}, x.status, ' ', applyBadge(x), releaseCell(x))))))
       : h('p', { class: 'muted' }, 'No holds yet.'),
     has('officer') ? form : null,
   );
