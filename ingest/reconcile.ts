@@ -1,7 +1,12 @@
 /**
  * Start-up reconciliation: finds messages that are stored but not indexed
  * (a crash between 250 and indexing, a lost in-memory job, Redis down at
- * ingest) and enqueues them. The store is the truth; the index catches up.
+ * ingest), and indexed messages whose document lacks a stored envelope (a
+ * later delivery of the same message whose index job was lost the same
+ * ways: its recipients, Bcc custodians included, would be missing from
+ * search, holds and exports), and enqueues them. The store is the truth;
+ * the index catches up. Two passes over the store's listings (messages,
+ * then envelope names); no object is read.
  */
 import type { Logger } from 'pino';
 import type { ObjectStore } from '../src/ports/object-store.js';
@@ -12,25 +17,42 @@ import { INDEX_JOB, indexJobOptions, type IndexJobPayload } from './index-job.js
 /** Ids checked against the index per round trip. */
 const BATCH = 1000;
 
-export async function reconcileIndex(store: ObjectStore, index: MessageIndex, queue: JobQueue, log: Logger): Promise<{ checked: number; enqueued: number }> {
+export async function reconcileIndex(store: ObjectStore, index: MessageIndex, queue: JobQueue, log: Logger): Promise<{ checked: number; enqueued: number; stale: number }> {
   let checked = 0;
   let enqueued = 0;
-  let batch: { sha256: string; size: number }[] = [];
-  const flush = async () => {
+  let stale = 0;
+  const enqueue = async (jobs: IndexJobPayload[]) => {
+    if (jobs.length) await queue.addBulk<IndexJobPayload>(INDEX_JOB, jobs.map((payload) => ({ payload, opts: indexJobOptions(payload.sha256) })));
+  };
+  await inBatches(store.listMessages(), async (batch) => {
     const have = await index.existing(batch.map((m) => m.sha256));
     const missing = batch.filter((m) => !have.has(m.sha256));
-    if (missing.length) {
-      await queue.addBulk<IndexJobPayload>(INDEX_JOB, missing.map((m) => ({ payload: { sha256: m.sha256, size: m.size }, opts: indexJobOptions(m.sha256) })));
-      enqueued += missing.length;
-    }
+    await enqueue(missing.map((m) => ({ sha256: m.sha256, size: m.size })));
+    enqueued += missing.length;
     checked += batch.length;
-    batch = [];
-  };
-  for await (const m of store.listMessages()) {
-    batch.push({ sha256: m.sha256, size: m.size });
-    if (batch.length >= BATCH) await flush();
+  });
+  await inBatches(store.listEnvelopeIds(), async (batch) => {
+    const indexed = await index.indexedEnvelopeIds(batch.map((m) => m.sha256));
+    const behind = batch.filter((m) => {
+      const have = indexed.get(m.sha256);
+      return have !== undefined && m.ids.some((id) => !have.includes(id));
+    });
+    await enqueue(behind.map((m) => ({ sha256: m.sha256 })));
+    stale += behind.length;
+  });
+  log.info({ checked, enqueued, stale }, 'index reconciliation done');
+  return { checked, enqueued, stale };
+}
+
+/** Runs `fn` over a listing, BATCH items at a time. */
+async function inBatches<T>(items: AsyncIterable<T>, fn: (batch: T[]) => Promise<void>): Promise<void> {
+  let batch: T[] = [];
+  for await (const item of items) {
+    batch.push(item);
+    if (batch.length >= BATCH) {
+      await fn(batch);
+      batch = [];
+    }
   }
-  if (batch.length) await flush();
-  log.info({ checked, enqueued }, 'index reconciliation done');
-  return { checked, enqueued };
+  if (batch.length) await fn(batch);
 }

@@ -843,6 +843,15 @@ export class OpenSearchMessageIndex implements MessageIndex {
     return this.existingIn(this.alias, ids);
   }
 
+  async indexedEnvelopeIds(ids: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    const unique = [...new Set(ids)];
+    for (let i = 0; i < unique.length; i += MGET_CHUNK) {
+      for (const [id, v] of await this.storedVersions(this.alias, unique.slice(i, i + MGET_CHUNK))) out.set(id, v.envelopeIds);
+    }
+    return out;
+  }
+
   /** Which of `ids` an index holds; real-time (`mget` sees writes not yet refreshed). */
   private async existingIn(index: string, ids: string[]): Promise<Set<string>> {
     const found = new Set<string>();

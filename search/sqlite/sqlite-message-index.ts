@@ -915,6 +915,14 @@ export class SqliteMessageIndex implements MessageIndex {
     return out;
   }
 
+  async indexedEnvelopeIds(ids: string[]): Promise<Map<string, string[]>> {
+    const out = new Map<string, string[]>();
+    if (ids.length === 0) return out;
+    const s = this.stmt(`SELECT m.id AS id, d.doc ->> '$.envelopeIds' AS env FROM ${this.t.messages} m JOIN ${this.t.docs} d ON d.mid = m.mid WHERE m.id IN (SELECT value FROM json_each(?))`);
+    for (const r of s.all(JSON.stringify(ids)) as { id: string; env: string | null }[]) out.set(r.id, r.env ? (JSON.parse(r.env) as string[]) : []);
+    return out;
+  }
+
   /** Nothing to do: a committed SQLite transaction is visible to every later read. */
   async refresh(): Promise<void> {}
 

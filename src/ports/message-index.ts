@@ -176,6 +176,13 @@ export interface MessageIndex {
   /** Which of `ids` are indexed (for start-up reconciliation with the store). */
   existing(ids: string[]): Promise<Set<string>>;
 
+  /**
+   * For each of `ids` that is indexed: the envelope ids its document was
+   * built from (start-up reconciliation finds documents that lack a stored
+   * envelope). Sees what `existing` sees.
+   */
+  indexedEnvelopeIds(ids: string[]): Promise<Map<string, string[]>>;
+
   /** Removes documents (disposition). Absent ids are ignored. */
   delete(ids: string[]): Promise<void>;
 

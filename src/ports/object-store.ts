@@ -123,6 +123,12 @@ export interface ObjectStore {
   listEnvelopes(): AsyncIterable<Envelope>;
 
   /**
+   * Every message that has envelopes, once each, with their ids (sorted),
+   * from the store's listing alone (no envelope is read). Streams.
+   */
+  listEnvelopeIds(): AsyncIterable<{ sha256: Sha256; ids: string[] }>;
+
+  /**
    * Durably writes a small named record once (a seal of the audit trail:
    * its chain head at a moment, so that a later rewrite of the trail cannot
    * go unnoticed). Write-once like messages: when the name exists it is

@@ -846,6 +846,14 @@ export function messageIndexContract(name: string, make: () => Promise<IndexFixt
         expect(await index.count()).toBe(2);
         expect(await index.existing([DOC.budget1.id, DOC.budget2.id, DOC.leap.id, 'nope'])).toEqual(new Set([DOC.budget1.id, DOC.leap.id]));
         expect(await index.existing([])).toEqual(new Set());
+        // What reconciliation compares with the store's envelopes: each indexed document's envelope ids.
+        expect(await index.indexedEnvelopeIds([DOC.budget1.id, DOC.budget2.id, DOC.leap.id, 'nope'])).toEqual(
+          new Map([
+            [DOC.budget1.id, DOC.budget1.envelopeIds],
+            [DOC.leap.id, DOC.leap.envelopeIds],
+          ]),
+        );
+        expect(await index.indexedEnvelopeIds([])).toEqual(new Map());
       });
 
       it('an empty index answers every kind of search with nothing', async () => {

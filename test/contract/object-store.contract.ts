@@ -255,6 +255,17 @@ export function objectStoreContract(name: string, makeStore: () => Promise<Store
       }
       expect(envIds).toHaveLength(60);
       expect(new Set(envIds)).toEqual(expectedEnvelopes);
+
+      // The names alone: each message once, with its envelopes' ids, sorted.
+      const byMessage = new Map<string, string[]>();
+      for await (const m of store.listEnvelopeIds()) {
+        expect(byMessage.has(m.sha256)).toBe(false);
+        expect(m.ids).toEqual([...m.ids].sort());
+        byMessage.set(m.sha256, m.ids);
+      }
+      expect(new Set(byMessage.keys())).toEqual(new Set(expectedMessages.keys()));
+      expect(new Set([...byMessage.values()].flat())).toEqual(expectedEnvelopes);
+      for (const [sha, ids] of byMessage) expect(ids).toEqual(await store.envelopeIds(sha));
     });
 
     it('statMessage gives the size; undefined when absent', async () => {

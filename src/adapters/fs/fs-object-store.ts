@@ -30,6 +30,7 @@ import { DirSyncer, fsyncDir } from './dir-syncer.js';
 import { FsLockTable, type FsLock, type LockRow, type LockWrite } from './fs-lock-table.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { assertSha256 } from '../../integrity/sha256.js';
+import { groupEnvelopeIds } from '../shared/group-envelope-ids.js';
 
 export class FsObjectStore implements ObjectStore {
   readonly driver = 'fs';
@@ -243,6 +244,18 @@ export class FsObjectStore implements ObjectStore {
       if (!file.endsWith('.json')) continue;
       yield JSON.parse(await readFile(file, 'utf8')) as Envelope;
     }
+  }
+
+  listEnvelopeIds(): AsyncIterable<{ sha256: Sha256; ids: string[] }> {
+    const envelopesDir = this.envelopesDir;
+    return groupEnvelopeIds(
+      (async function* () {
+        for await (const file of walkShards(envelopesDir)) {
+          const m = /^([0-9a-f]{64})\.([0-9A-Za-z-]+)\.json$/.exec(path.basename(file));
+          if (m) yield { sha256: m[1], id: m[2] };
+        }
+      })(),
+    );
   }
 
   // --- retention and legal holds: recorded here, enforced by deleteMessage ---

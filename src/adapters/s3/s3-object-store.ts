@@ -63,6 +63,7 @@ import { ConfigError, NotFoundError, RetentionLockedError, StorageUnavailableErr
 import { assertSha256, isSha256 } from '../../integrity/sha256.js';
 import { verifyingStream } from '../../integrity/verifying-stream.js';
 import { LocalCopies } from './local-copies.js';
+import { groupEnvelopeIds } from '../shared/group-envelope-ids.js';
 import { SEAL_NAME, assertSealName, type DeleteResult, type GetMessageOptions, type LockBatchResult, type ObjectStore, type PutResult, type SpoolFile, type StoreHealth, type StoredObjectInfo } from '../../ports/object-store.js';
 
 export type S3LockMode = 'COMPLIANCE' | 'GOVERNANCE';
@@ -622,6 +623,21 @@ export class S3ObjectStore implements ObjectStore {
       // One page (<= listPageSize records of a few KiB) at a time: bounded memory.
       yield* await mapLimit(keys, ENVELOPE_FETCH_CONCURRENCY, (k) => this.readEnvelope(k));
     }
+  }
+
+  listEnvelopeIds(): AsyncIterable<{ sha256: Sha256; ids: string[] }> {
+    const base = `${this.prefix}envelopes/`;
+    const pages = this.listPages(base);
+    return groupEnvelopeIds(
+      (async function* () {
+        for await (const page of pages) {
+          for (const o of page) {
+            const m = /^([0-9a-f]{64})\/([0-9A-Za-z-]+)\.json$/.exec(o.key.slice(base.length));
+            if (m) yield { sha256: m[1], id: m[2] };
+          }
+        }
+      })(),
+    );
   }
 
   async health(): Promise<StoreHealth> {
