@@ -152,12 +152,13 @@ export class DispositionJob {
     this.timer.unref();
   }
 
+  /** Stops the schedule, interrupting a hold application or a run between pages, and waits for them. start() is refused until it returns. */
   async stop(): Promise<void> {
     this.stopping = true;
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
-    this.started = false;
     await this.running;
+    this.started = false;
     this.stopping = false;
   }
 
@@ -166,7 +167,6 @@ export class DispositionJob {
   }
 
   async run(opts: { dryRun?: boolean; actor: RetentionActor }): Promise<DispositionRunReport> {
-    const started = Date.now();
     const report: DispositionRunReport = {
       dryRun: !!opts.dryRun,
       acquired: false,
@@ -184,6 +184,9 @@ export class DispositionJob {
       startedAt: this.nowIso(),
       finishedAt: '',
     };
+    // Hold applications and releases first, outside the lease and the budget: each has its own lease (or is idempotent), and may be long.
+    if (!opts.dryRun) await this.retryHolds(report);
+    const started = Date.now();
     const lease = new CatalogLease(this.o.catalog, DISPOSITION_JOB, this.owner, Math.max(2 * this.o.budgetMs, 60_000));
     if (!opts.dryRun && !(await lease.acquire())) {
       report.finishedAt = this.nowIso();
@@ -192,7 +195,6 @@ export class DispositionJob {
     report.acquired = true;
     const deleted: string[] = [];
     try {
-      if (!opts.dryRun) await this.retryHolds(report);
       const policies = new Map((await this.o.service.listPolicies()).map((p) => [p.id, p]));
       const holds = await this.o.service.activeHolds();
       // Unfinished deletions first (a crash mid-way), then approved ones, then newly due ones.
@@ -211,7 +213,7 @@ export class DispositionJob {
           // The guards a message at a time (side by side), then the page's deletions as one batch.
           const cleared: CatalogRecord<MessageRetention>[] = [];
           await eachLimit(page.records, DISPOSE_CONCURRENCY, async (rec) => {
-            if (Date.now() - started > this.o.budgetMs) {
+            if (Date.now() - started > this.o.budgetMs || this.stopping) {
               report.complete = false;
               return;
             }
@@ -294,7 +296,7 @@ export class DispositionJob {
     const sha = rec.id;
     try {
       const needsApproval = state === 'active' && (this.o.fourEyes || rec.data.action === 'review');
-      const current = await this.guard(sha, state, holds, state === 'disposing');
+      const current = await this.guard(sha, state, holds, state === 'disposing', !!opts.dryRun);
       if (needsApproval) {
         if (opts.dryRun) {
           report.candidates.push({ sha256: sha, retainUntil: current.data.retainUntil, policyId: current.data.policyId, action: 'propose' });
@@ -326,7 +328,7 @@ export class DispositionJob {
    * The fail-closed guard chain. Returns the fresh catalog record when every
    * guard passes; throws (the message is skipped) otherwise.
    */
-  private async guard(sha: string, state: MessageState, holds: Hold[], resuming: boolean): Promise<CatalogRecord<MessageRetention>> {
+  private async guard(sha: string, state: MessageState, holds: Hold[], resuming: boolean, dryRun: boolean): Promise<CatalogRecord<MessageRetention>> {
     const now = this.nowIso();
     // 1. The catalog, read again: not held, past retain-until, in the expected state.
     const rec = await this.o.catalog.get<MessageRetention>(COLLECTIONS.messages, sha);
@@ -341,9 +343,13 @@ export class DispositionJob {
     const doc = await this.o.index.get(sha);
     if (!doc) throw new Error('not in the index: holds cannot be re-checked');
     // The document must reflect every stored envelope: a later delivery not yet indexed may name a custodian (Bcc).
+    // Checked even with no active hold: one placed after this run read the holds walks the index, which would miss it.
     const indexed = new Set(doc.envelopeIds);
     const unindexed = (await this.o.store.envelopeIds(sha)).filter((id) => !indexed.has(id));
-    if (unindexed.length) throw new Error(`the index lacks ${unindexed.length} of its stored envelopes (${unindexed[0]}…): holds cannot be re-checked until it is indexed again${await this.requestIndex(sha, stored.size)}`);
+    if (unindexed.length) {
+      const requested = dryRun ? ' (a run that is not a dry run requests it)' : await this.requestIndex(sha, stored.size);
+      throw new Error(`the index lacks ${unindexed.length} of its stored envelopes (${unindexed[0]}…): holds cannot be re-checked until it is indexed again${requested}`);
+    }
     const covering = holds.filter((h) => holdCovers(h, doc));
     if (covering.length) throw new Error(`covered by active hold ${covering.map((h) => h.id).join(', ')}`);
     // 3. The object's own legal hold and retention.

@@ -441,7 +441,14 @@ export class RetentionService {
     };
     await this.o.catalog.create(COLLECTIONS.holds, h.id, h);
     await this.audit(actor, 'retention.hold.create', h.id, { caseId: h.caseId, custodians: h.custodians, query: h.query, dateFrom: h.dateFrom, dateTo: h.dateTo });
-    return (await this.resumeApply(h.id)) ?? this.getHold(h.id);
+    try {
+      return (await this.resumeApply(h.id)) ?? (await this.getHold(h.id));
+    } catch (err) {
+      // Saved and audited: the hold is in force, and the disposition job resumes its application. Never answer as if it were not placed.
+      const lastApplyError = (err as Error).message || String(err);
+      this.o.log.error({ holdId: h.id, err: lastApplyError }, 'a new hold could not be applied; it is placed, and the disposition job resumes it');
+      return { ...h, lastApplyError };
+    }
   }
 
   /**
@@ -453,7 +460,12 @@ export class RetentionService {
     const pending = (await this.activeHolds()).filter((h) => h.applyPending);
     const total = { holds: pending.length, applied: 0, pending: 0 };
     for (const h of pending) {
-      const done = stopping?.() ? undefined : await this.resumeApply(h.id, stopping);
+      let done: Hold | undefined;
+      try {
+        done = stopping?.() ? undefined : await this.resumeApply(h.id, stopping);
+      } catch (err) {
+        this.o.log.warn({ holdId: h.id, err: (err as Error).message }, 'could not resume the application of a hold; the next run retries');
+      }
       if (done && !done.applyPending) total.applied++;
       else total.pending++;
     }
@@ -472,11 +484,12 @@ export class RetentionService {
    * or undefined when another walk holds the lease.
    */
   private async resumeApply(id: string, stopping?: () => boolean): Promise<Hold | undefined> {
-    const lease = new CatalogLease(this.o.catalog, `hold-apply:${id}`, `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, APPLY_LEASE_MS);
+    const lease = this.applyLease(id);
     if (!(await lease.acquire())) return undefined;
     try {
       const h = await this.getHold(id);
-      if (h.status !== 'active' || !h.applyPending) return h;
+      if (!h.applyPending) return h;
+      if (h.status === 'released') return await this.endReleasedApply(id);
       let count: number | undefined;
       let error: string | undefined;
       try {
@@ -492,15 +505,31 @@ export class RetentionService {
         error = (err as Error).message || String(err);
         this.o.log.error({ holdId: id, err: error }, 'a hold could not be applied to every archived message; it protects them meanwhile, and the disposition job resumes it');
       }
-      if ((await this.getHold(id)).status === 'released') await this.finishRelease(id);
-      return await this.updateHold(id, (d) => {
-        const { applyPending: _p, lastApplyError: _e, ...rest } = d;
-        if (d.status === 'released') return rest;
-        return error === undefined ? { ...rest, messageCount: count! } : { ...d, applyPending: true, lastApplyError: error };
-      });
+      if ((await this.getHold(id)).status === 'released') return await this.endReleasedApply(id);
+      // Released since that read: left as it is (pending, and its release too), for the release retry.
+      return await this.updateHold(id, (d) => (d.status === 'released' ? d : error === undefined ? { ...withoutApply(d), messageCount: count! } : { ...d, lastApplyError: error }));
     } finally {
       await lease.release().catch(() => undefined);
     }
+  }
+
+  /** The lease of one hold's application: one walker per hold across nodes (a crashed walker's lease expires). */
+  private applyLease(id: string): CatalogLease {
+    return new CatalogLease(this.o.catalog, `hold-apply:${id}`, `${hostname()}:${process.pid}:${randomUUID().slice(0, 8)}`, APPLY_LEASE_MS);
+  }
+
+  /**
+   * A hold released while (or before) it was applied, its walk over (the
+   * caller holds its application lease): `applyPending` goes, then the
+   * release is finished again, over the records the walk marked after the
+   * release went by. A release keeps `clearsPending` set while
+   * `applyPending` is, so a crash between the two leaves the release retry
+   * to finish it.
+   */
+  private async endReleasedApply(id: string): Promise<Hold> {
+    await this.updateHold(id, withoutApply);
+    await this.finishRelease(id);
+    return this.getHold(id);
   }
 
   /**
@@ -509,11 +538,12 @@ export class RetentionService {
    */
   async applyHold(h: Hold, q: QueryNode = holdQuery(h), between?: () => Promise<boolean>): Promise<number> {
     let n = 0;
+    let pages = 0;
     const policies = await this.listPolicies();
     // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
     // The hold itself is not matched per document (the walk is its match set), so only the policies may need the text.
     for await (const docs of readAhead(this.walk(q, h.scope, !needsText(policies)))) {
-      if (n && between && !(await between())) break;
+      if (pages++ && between && !(await between())) break;
       for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
         try {
           await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
@@ -566,7 +596,7 @@ export class RetentionService {
     if (r.data.status === 'active') {
       await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason, clearsPending: true }, r.version);
     }
-    const result = await this.finishRelease(id);
+    const result = r.data.applyPending ? await this.finishReleaseDuringApply(id) : await this.finishRelease(id);
     await this.audit(actor, 'retention.hold.release', id, { reason, ...result });
     return result;
   }
@@ -581,13 +611,30 @@ export class RetentionService {
     const pending = (await this.listAll<Hold>(COLLECTIONS.holds, { status: 'released' })).filter((h) => h.data.clearsPending);
     const total = { holds: pending.length, released: 0, stillHeld: 0, pending: 0 };
     for (const h of pending) {
-      const r = await this.finishRelease(h.id);
+      const r = h.data.applyPending ? await this.finishReleaseDuringApply(h.id) : await this.finishRelease(h.id);
       total.released += r.released;
       total.stillHeld += r.stillHeld;
       total.pending += r.pending;
       this.o.log.info({ holdId: h.id, ...r }, r.pending ? 'hold release retried; messages still pending' : 'hold release finished');
     }
     return total;
+  }
+
+  /**
+   * The release retry of a hold released while it was being applied: when no
+   * walk holds its application lease any more (it ended, or its node died),
+   * the application is ended and the release finished; otherwise the release
+   * is finished over what is marked so far, and stays pending for the walk.
+   */
+  private async finishReleaseDuringApply(id: string): Promise<ReleaseResult> {
+    const lease = this.applyLease(id);
+    if (!(await lease.acquire())) return this.finishRelease(id);
+    try {
+      await this.updateHold(id, withoutApply);
+      return await this.finishRelease(id);
+    } finally {
+      await lease.release().catch(() => undefined);
+    }
   }
 
   /**
@@ -714,6 +761,8 @@ export class RetentionService {
     for (let attempt = 0; attempt < 5; attempt++) {
       const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
       if (!r || r.data.status !== 'released' || (!pending && !r.data.clearsPending)) return;
+      // A walk applying the hold may still mark records: the release is done only once it has ended.
+      if (!pending && r.data.applyPending) return;
       const next: Hold = { ...r.data, clearsPending: true, lastClearError: lastError ?? r.data.lastClearError };
       if (!pending) {
         delete next.clearsPending;
@@ -755,6 +804,12 @@ export class RetentionService {
     if (collection === COLLECTIONS.policyVersions && where?.id) return out.filter((r) => r.id.startsWith(`${where.id}@`));
     return out;
   }
+}
+
+/** A hold without its application state (applied, or released). */
+function withoutApply(h: Hold): Hold {
+  const { applyPending: _pending, lastApplyError: _error, ...rest } = h;
+  return rest;
 }
 
 /** Whether an active hold covers a document (its query, within its creator's scope). */

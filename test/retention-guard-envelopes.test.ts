@@ -57,6 +57,12 @@ describe.runIf(enabled)(`the disposition guard and envelopes the index lacks (${
     expect((await fx.service.createHold({ caseId: kase.id, name: 'Dave' }, actor)).messageCount).toBe(0);
 
     fx.setNow('2020-03-01T00:00:00Z');
+    // A dry run reports the skip and changes nothing: no indexing is requested.
+    const dry = await job.run({ ...scheduler, dryRun: true });
+    expect(dry.candidates.map((c) => c.sha256)).toEqual([plain]);
+    expect(dry.skipped.map((x) => x.reason)).toEqual([expect.stringMatching(/index lacks 1 of its stored envelopes.*not a dry run requests it/)]);
+    expect(requested).toEqual([]);
+
     const run = await job.run(scheduler);
     expect(run.disposed).toBe(1);
     expect(await fx.exists(plain)).toBe(false);

@@ -20,6 +20,7 @@ import type { IndexedMessage } from '../src/domain/indexed-message.js';
 import { MODES, type Mode } from './helpers/modes.js';
 import { StorageUnavailableError } from '../src/errors.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
+import type { CatalogStore } from '../src/ports/catalog-store.js';
 import { CatalogLease } from '../retention/lease.js';
 import { COLLECTIONS, type Hold, type MessageRetention } from '../retention/index.js';
 
@@ -46,11 +47,11 @@ function hookedLegalHolds(store: ObjectStore, before: (on: boolean) => Promise<v
   });
 }
 
-async function setup(mode: Mode, before: (on: boolean, fx: RetentionFixture) => Promise<void> = async () => undefined) {
+async function setup(mode: Mode, before: (on: boolean, fx: RetentionFixture) => Promise<void> = async () => undefined, wrapCatalog?: (c: CatalogStore) => CatalogStore) {
   const ref: { fx?: RetentionFixture } = {};
   let inner: ObjectStore | undefined;
   // The real past, so that S3's own clock lets the scale-out store delete.
-  const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', mode, wrapStore: (s) => hookedLegalHolds((inner = s), (on) => before(on, ref.fx!)) });
+  const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', mode, wrapCatalog, wrapStore: (s) => hookedLegalHolds((inner = s), (on) => before(on, ref.fx!)) });
   ref.fx = fx;
   fixtures.push(fx);
   await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 10, from: 'received' }, action: 'delete' }, actor);
@@ -196,5 +197,49 @@ describe.runIf(enabled)(`a hold whose application cannot finish (${mode})`, () =
     expect(await s.flags()).toEqual([false, false, false]);
     s.fx.setNow('2020-03-01T00:00:00Z');
     expect((await s.fx.job.run(scheduler)).disposed).toBe(3);
+  }, 120_000);
+  it('released while it is applied, then a failed read of the hold: the release retry still frees every message', async () => {
+    let released = false;
+    let blip = false;
+    // The catalog fails the first read of a hold after the release (the walk's own check that it was released).
+    const flaky = (c: CatalogStore): CatalogStore =>
+      new Proxy(c, {
+        get(target, prop, recv) {
+          const v = Reflect.get(target, prop, recv);
+          if (prop === 'get') {
+            return async (collection: string, id: string) => {
+              if (blip && collection === COLLECTIONS.holds) {
+                blip = false;
+                throw new Error('catalog unavailable (injected)');
+              }
+              return target.get(collection, id);
+            };
+          }
+          return typeof v === 'function' ? v.bind(target) : v;
+        },
+      });
+    const s = await setup(
+      mode,
+      async (on, fx) => {
+        if (!on || released) return;
+        released = true;
+        const [h] = await fx.service.activeHolds();
+        await fx.service.releaseHold(h.id, 'Matter settled', actor);
+        blip = true;
+      },
+      flaky,
+    );
+    // Placed, and answered (not an error), although its walk ended on the failed read.
+    const h = await s.fx.service.createHold({ caseId: s.caseId, name: 'Cust' }, actor);
+    expect(h.lastApplyError).toMatch(/catalog unavailable/);
+    // The walk marked the page after the release went by: those records name the released hold, and the release stays pending.
+    expect(await s.held()).toEqual([true, true, true]);
+    expect(await s.hold(h.id)).toMatchObject({ status: 'released', clearsPending: true, applyPending: true });
+
+    s.fx.setNow('2020-03-01T00:00:00Z');
+    const run = await s.fx.job.run(scheduler);
+    expect(run).toMatchObject({ holdFlagsCleared: 3, holdFlagsPending: 0, disposed: 3 });
+    const after = await s.hold(h.id);
+    for (const field of ['applyPending', 'lastApplyError', 'clearsPending']) expect(after).not.toHaveProperty(field);
   }, 120_000);
 });

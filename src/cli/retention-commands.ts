@@ -158,7 +158,7 @@ export async function holdsCommand(args: string[], ctx: Ctx): Promise<number> {
     if (action === 'list') {
       const hs = await s.retention.listHolds(values.case);
       if (values.json) print(hs);
-      else for (const h of hs) console.log(`${h.id}  ${h.status.padEnd(8)} ${String(h.messageCount).padStart(8)} messages  ${h.name}  (case ${h.caseId})${h.clearsPending ? `  [release pending: legal-hold flags not all cleared yet${h.lastClearError ? `: ${h.lastClearError}` : ''}]` : ''}${h.applyPending ? `  [applying: not yet applied to every archived message (it protects them meanwhile)${h.lastApplyError ? `: ${h.lastApplyError}` : ''}]` : ''}`);
+      else for (const h of hs) console.log(`${h.id}  ${h.status.padEnd(8)} ${String(h.messageCount).padStart(8)} messages  ${h.name}  (case ${h.caseId})${h.clearsPending ? `  [release pending: legal-hold flags not all cleared yet${h.lastClearError ? `: ${h.lastClearError}` : ''}]` : ''}${h.applyPending && h.status === 'active' ? `  [applying: not yet applied to every archived message (it protects them meanwhile)${h.lastApplyError ? `: ${h.lastApplyError}` : ''}]` : ''}`);
       return 0;
     }
     if (action === 'create') {
