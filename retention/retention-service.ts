@@ -290,11 +290,31 @@ export class RetentionService {
     // Both reads at once: on OpenSearch each is a refresh and a search, paid once per index batch.
     const [policies, holds] = await Promise.all([this.listPolicies(), this.activeHolds()]);
     const done = new Map<string, MessageRetention>();
+    const used = new Set<string>();
     for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
       const planned = batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: holds.filter((h) => holdCovers(h, doc)).map((h) => h.id) }));
+      for (const p of planned) for (const id of p.covering) used.add(id);
       for (const [id, r] of await this.upsertRecords(planned)) done.set(id, r);
     }
+    if (used.size) await this.releaseLateHolds([...used]);
     return docs.map((d) => done.get(d.id)!);
+  }
+
+  /**
+   * Holds this writer just added to records, read again by id: one released
+   * since the writer read the active holds may have had its release pass go
+   * by before these records were written, which would leave them held by a
+   * released hold for good. Its release is finished again here. (A release
+   * saves the hold released before its pass, so either this read sees it
+   * released, or that pass starts after these records were written.)
+   */
+  private async releaseLateHolds(ids: string[]): Promise<void> {
+    const now = await this.o.catalog.getMany<Hold>(COLLECTIONS.holds, ids);
+    for (const r of now.values()) {
+      if (r.data.status !== 'released') continue;
+      this.o.log.info({ holdId: r.id }, 'a hold was released while it was applied to new messages; finishing its release over them');
+      await this.finishReleaseOf(r.data);
+    }
   }
 
   /**
@@ -596,7 +616,7 @@ export class RetentionService {
     if (r.data.status === 'active') {
       await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason, clearsPending: true }, r.version);
     }
-    const result = r.data.applyPending ? await this.finishReleaseDuringApply(id) : await this.finishRelease(id);
+    const result = await this.finishReleaseOf(r.data);
     await this.audit(actor, 'retention.hold.release', id, { reason, ...result });
     return result;
   }
@@ -611,13 +631,18 @@ export class RetentionService {
     const pending = (await this.listAll<Hold>(COLLECTIONS.holds, { status: 'released' })).filter((h) => h.data.clearsPending);
     const total = { holds: pending.length, released: 0, stillHeld: 0, pending: 0 };
     for (const h of pending) {
-      const r = h.data.applyPending ? await this.finishReleaseDuringApply(h.id) : await this.finishRelease(h.id);
+      const r = await this.finishReleaseOf(h.data);
       total.released += r.released;
       total.stillHeld += r.stillHeld;
       total.pending += r.pending;
       this.o.log.info({ holdId: h.id, ...r }, r.pending ? 'hold release retried; messages still pending' : 'hold release finished');
     }
     return total;
+  }
+
+  /** Finishes the release of a released hold (see finishRelease), through its application lease while it is being applied. */
+  private finishReleaseOf(h: Hold): Promise<ReleaseResult> {
+    return h.applyPending ? this.finishReleaseDuringApply(h.id) : this.finishRelease(h.id);
   }
 
   /**
