@@ -444,7 +444,7 @@ export class RetentionService {
    * placed and in force, and comes back `applyPending` with the reason: the
    * disposition job resumes it.
    */
-  async createHold(input: HoldInput, actor: RetentionActor): Promise<Hold> {
+  async createHold(input: HoldInput, actor: RetentionActor, opts: { waitMs?: number } = {}): Promise<Hold> {
     const kase = await this.getCase(input.caseId);
     const custodians = input.custodians ?? (input.query ? [] : kase.custodians);
     holdQuery({ ...input, custodians }); // validates the query before anything is saved
@@ -461,14 +461,40 @@ export class RetentionService {
     };
     await this.o.catalog.create(COLLECTIONS.holds, h.id, h);
     await this.audit(actor, 'retention.hold.create', h.id, { caseId: h.caseId, custodians: h.custodians, query: h.query, dateFrom: h.dateFrom, dateTo: h.dateTo });
-    try {
-      return (await this.resumeApply(h.id)) ?? (await this.getHold(h.id));
-    } catch (err) {
-      // Saved and audited: the hold is in force, and the disposition job resumes its application. Never answer as if it were not placed.
-      const lastApplyError = (err as Error).message || String(err);
-      this.o.log.error({ holdId: h.id, err: lastApplyError }, 'a new hold could not be applied; it is placed, and the disposition job resumes it');
-      return { ...h, lastApplyError };
-    }
+    const applying = this.track(
+      (async (): Promise<Hold> => {
+        try {
+          return (await this.resumeApply(h.id)) ?? (await this.getHold(h.id));
+        } catch (err) {
+          // Saved and audited: the hold is in force, and the disposition job resumes its application. Never answer as if it were not placed.
+          const lastApplyError = (err as Error).message || String(err);
+          this.o.log.error({ holdId: h.id, err: lastApplyError }, 'a new hold could not be applied; it is placed, and the disposition job resumes it');
+          return { ...h, lastApplyError };
+        }
+      })(),
+    );
+    if (opts.waitMs === undefined) return applying;
+    let timer: NodeJS.Timeout | undefined;
+    const waited = opts.waitMs <= 0 ? undefined : await Promise.race([applying, new Promise<undefined>((r) => (timer = setTimeout(() => r(undefined), opts.waitMs)))]);
+    clearTimeout(timer);
+    // Still applying: answered now, with its progress so far; the walk goes on in the background.
+    return waited ?? (await this.getHold(h.id).catch(() => h));
+  }
+
+  /** Hold applications under way in this process, in the background of a request that stopped waiting (see close). */
+  private readonly applying = new Set<Promise<unknown>>();
+  private closing = false;
+
+  private track<T>(p: Promise<T>): Promise<T> {
+    this.applying.add(p);
+    void p.finally(() => this.applying.delete(p)).catch(() => undefined);
+    return p;
+  }
+
+  /** Interrupts the hold applications under way here between pages (they stay pending, resumed by the disposition job) and waits for them. */
+  async close(): Promise<void> {
+    this.closing = true;
+    await Promise.allSettled([...this.applying]);
   }
 
   /**
@@ -513,13 +539,14 @@ export class RetentionService {
       let count: number | undefined;
       let error: string | undefined;
       try {
-        count = await this.applyHold(h, holdQuery(h), async () => {
+        count = await this.applyHold(h, holdQuery(h), async (applied) => {
           await lease.renew();
-          if (stopping?.()) {
+          if (this.closing || stopping?.()) {
             error = 'interrupted: the node was stopping';
             return false;
           }
-          return (await this.getHold(id)).status === 'active';
+          // Progress (messages applied so far), and whether the hold is still active.
+          return (await this.updateHold(id, (d) => (d.status === 'active' ? { ...d, messageCount: applied } : d))).status === 'active';
         });
       } catch (err) {
         error = (err as Error).message || String(err);
@@ -554,16 +581,17 @@ export class RetentionService {
 
   /**
    * Applies one hold to every indexed message it covers. Returns how many it
-   * covers. `between` runs before each page after the first; false stops the walk.
+   * covers. `between` runs before each page after the first, with the
+   * messages applied so far; false stops the walk.
    */
-  async applyHold(h: Hold, q: QueryNode = holdQuery(h), between?: () => Promise<boolean>): Promise<number> {
+  async applyHold(h: Hold, q: QueryNode = holdQuery(h), between?: (applied: number) => Promise<boolean>): Promise<number> {
     let n = 0;
     let pages = 0;
     const policies = await this.listPolicies();
     // The next page is fetched while this one is applied (scale-out: the index search overlaps the store and catalog round trips).
     // The hold itself is not matched per document (the walk is its match set), so only the policies may need the text.
     for await (const docs of readAhead(this.walk(q, h.scope, !needsText(policies)))) {
-      if (pages++ && between && !(await between())) break;
+      if (pages++ && between && !(await between(n))) break;
       for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
         try {
           await this.upsertRecords(batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));

@@ -159,6 +159,7 @@ export async function createServices(config: Config, log: Logger): Promise<Servi
       pipeline.close();
       exportJob.stop();
       await disposition.stop();
+      await retention.close();
       await queue.close();
       await indexJob.flush();
       await parsePool.close();

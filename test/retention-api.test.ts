@@ -167,4 +167,29 @@ describe.runIf(enabled)(`retention API (${mode})`, () => {
     const page = await audit.search({ action: 'retention.hold.release' });
     expect(JSON.stringify(page)).toContain('Matter settled');
   });
+
+  it('a hold still being applied when ARCHIVE_HOLD_WAIT_SECONDS is up answers 202, in force, and finishes in the background', async () => {
+    const config = archive.services.config as { ARCHIVE_HOLD_WAIT_SECONDS: number };
+    const wait = config.ARCHIVE_HOLD_WAIT_SECONDS;
+    config.ARCHIVE_HOLD_WAIT_SECONDS = 0; // answer at once
+    try {
+      const r = await officer.fetch(`/api/cases/${caseId}/holds`, json({ name: 'Dave again', custodians: ['dave@corp.example'] }));
+      expect(r.status).toBe(202);
+      const placed = (await r.json()) as { id: string; status: string; applyPending?: boolean; lastApplyError?: string };
+      expect(placed).toMatchObject({ status: 'active', applyPending: true });
+      expect(placed.lastApplyError).toBeUndefined();
+      const end = Date.now() + 60_000;
+      let hold: { applyPending?: boolean; messageCount: number } | undefined;
+      do {
+        await new Promise((res) => setTimeout(res, 100));
+        hold = ((await (await officer.fetch('/api/holds')).json()) as { holds: { id: string; applyPending?: boolean; messageCount: number }[] }).holds.find((x) => x.id === placed.id);
+      } while (hold?.applyPending && Date.now() < end);
+      expect(hold).toMatchObject({ messageCount: 2 });
+      expect(hold).not.toHaveProperty('applyPending');
+      for (const sha of heldShas) expect(await archive.services.store.getLegalHold(sha)).toBe(true);
+      expect(await (await officer.fetch(`/api/holds/${placed.id}/release`, json({ reason: 'Test over' }))).json()).toEqual({ released: 2, stillHeld: 0, pending: 0 });
+    } finally {
+      config.ARCHIVE_HOLD_WAIT_SECONDS = wait;
+    }
+  });
 });

@@ -262,4 +262,31 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     expect(await s.held()).toEqual([false, false, false]);
     expect(await s.hold(h.id)).not.toHaveProperty('clearsPending');
   }, 120_000);
+  it('answered before its application ends (waitMs): in force at once, applied in the background, and close() waits for it', async () => {
+    let open!: () => void;
+    let entered!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    const inWalk = new Promise<void>((r) => (entered = r));
+    const s = await setup(mode, async (on) => {
+      if (!on) return;
+      entered();
+      await gate; // the store is slow to set the flags
+    });
+    const h = await s.fx.service.createHold({ caseId: s.caseId, name: 'Cust' }, actor, { waitMs: 50 });
+    expect(h).toMatchObject({ status: 'active', applyPending: true, messageCount: 0 });
+    expect(h.lastApplyError).toBeUndefined();
+    await inWalk; // its walk (which holds the hold's lease) is setting the flags
+    // In force before any record or flag says so: due, and the guard refuses every message it covers.
+    s.fx.setNow('2020-03-01T00:00:00Z');
+    const run = await s.fx.job.run(scheduler);
+    expect(run.disposed).toBe(0);
+    expect(run.skipped.map((x) => x.reason)).toEqual(s.shas.map(() => expect.stringMatching(new RegExp(`covered by active hold ${h.id}`))));
+    // The run left the walk to its owner (the lease), rather than walking it twice.
+    expect(run).toMatchObject({ holdsApplied: 0, holdsApplyPending: 1 });
+    open();
+    await s.fx.service.close();
+    expect(await s.hold(h.id)).toMatchObject({ messageCount: 3 });
+    expect(await s.hold(h.id)).not.toHaveProperty('applyPending');
+    expect(await s.flags()).toEqual([true, true, true]);
+  }, 120_000);
 });

@@ -244,6 +244,12 @@ export const envSchema = z.object({
   ARCHIVE_DISPOSITION_INTERVAL_MINUTES: z.coerce.number().int().min(0).max(10_080).default(60),
   /** Longest one disposition run works, in seconds; it stops between messages and the next run resumes. */
   ARCHIVE_DISPOSITION_BUDGET_SECONDS: z.coerce.number().int().min(1).max(86_400).default(300),
+  /**
+   * How long placing a hold through the API waits for it to be applied to the archived mail before
+   * answering 202 with its progress (it is in force from the start; the application goes on in the
+   * background, and is resumed by the disposition job if the node stops). 0: answer at once.
+   */
+  ARCHIVE_HOLD_WAIT_SECONDS: z.coerce.number().int().min(0).max(3600).default(10),
   /** Four-eyes mode: every disposition waits for a second person's approval before anything is deleted. */
   ARCHIVE_DISPOSITION_FOUR_EYES: bool(false),
   /**

@@ -176,12 +176,16 @@ export function retentionRouter(s: Services, registry: RouteRegistry): Router {
       summary: "Place a legal hold: custodians' mail and/or a query, optional date range; existing and future messages, within your scope",
       params: idParam,
       body: z.object({ name: z.string().trim().min(1).max(200), custodians: z.array(address).max(10_000).optional(), query: z.string().max(2000).optional(), dateFrom: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional(), dateTo: z.string().regex(/^\d{4}-\d{2}-\d{2}$/).optional() }),
-      responses: { 201: 'The hold, with the number of messages it covers. `applyPending` (with `lastApplyError`) when applying it to the archived mail could not finish (storage or index down): the hold is placed and protects that mail, and the disposition job resumes the application' },
+      responses: {
+        201: 'The hold, applied: `messageCount` messages are held. With `applyPending` and `lastApplyError` when applying it to the archived mail failed (storage or index down): it is placed and protects that mail, and the disposition job resumes the application',
+        202: 'The hold, placed and in force, still being applied to the archived mail after `ARCHIVE_HOLD_WAIT_SECONDS` (`applyPending`; `messageCount` so far): the application goes on in the background (GET /api/holds shows its progress)',
+      },
       access: OFFICER,
       audit: { action: 'retention.hold.create', details: ({ body }) => ({ custodians: body.custodians, query: body.query }) },
     },
     async ({ params, body }, req, res) => {
-      res.status(201).json(await s.retention.createHold({ ...body, caseId: params.id }, actorOf(req)));
+      const hold = await s.retention.createHold({ ...body, caseId: params.id }, actorOf(req), { waitMs: s.config.ARCHIVE_HOLD_WAIT_SECONDS * 1000 });
+      res.status(hold.applyPending && !hold.lastApplyError ? 202 : 201).json(hold);
     },
   );
   registry.add(r, { method: 'get', path: '/api/holds', tag: 'holds', summary: 'Legal holds', responses: { 200: '`{holds}`' }, access: READERS }, async (_i, _req, res) => {

@@ -805,7 +805,13 @@ async function casePage(id) {
     if (!body.custodians.length) delete body.custodians;
     try {
       const hold = await api(`/api/cases/${encodeURIComponent(id)}/holds`, { method: 'POST', body });
-      toast(hold.applyPending ? `Hold placed and in force; applying it to archived mail did not finish (${hold.lastApplyError ?? 'interrupted'}): it resumes automatically` : `Hold placed: ${hold.messageCount} messages held`);
+      toast(
+        !hold.applyPending
+          ? `Hold placed: ${hold.messageCount} messages held`
+          : hold.lastApplyError
+            ? `Hold placed and in force; applying it to archived mail did not finish (${hold.lastApplyError}): it resumes automatically`
+            : `Hold placed and in force; it is still being applied to archived mail (${hold.messageCount} so far) and goes on in the background`,
+      );
       await casePage(id);
     } catch (err) {
       msg.className = 'error';
@@ -813,7 +819,8 @@ async function casePage(id) {
     }
   });
   // Placed (and in force) but not yet applied to every archived message: the disposition job resumes it.
-  const applyBadge = (hold) => (hold.status === 'active' && hold.applyPending ? h('span', { class: 'badge warn', title: hold.lastApplyError ?? '' }, 'applying to archived mail: retrying') : null);
+  const applyBadge = (hold) =>
+    hold.status === 'active' && hold.applyPending ? h('span', { class: 'badge warn', title: hold.lastApplyError ?? '' }, hold.lastApplyError ? 'applying to archived mail: retrying' : 'applying to archived mail…') : null;
   const releaseCell = (hold) => {
     if (hold.status !== 'active' || !has('officer')) {
       if (hold.status !== 'released') return '';
