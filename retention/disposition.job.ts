@@ -222,7 +222,7 @@ export class DispositionJob {
             if (outcome === 'would-delete') deleted.push(rec.id);
             else if (typeof outcome === 'object') cleared.push(outcome);
           });
-          if (cleared.length) deleted.push(...(await this.disposeBatch(cleared, policies, opts.actor, report)));
+          if (cleared.length) deleted.push(...(await this.disposeBatch(cleared, policies, opts.actor, report, holds)));
           if (!report.complete) break;
           if (!opts.dryRun) await lease.renew();
           cursor = page.nextCursor;
@@ -390,7 +390,7 @@ export class DispositionJob {
    * `disposing`: the next run finishes them first. Returns the messages
    * disposed of.
    */
-  private async disposeBatch(recs: CatalogRecord<MessageRetention>[], policies: Map<string, Policy>, actor: RetentionActor, report: DispositionRunReport): Promise<string[]> {
+  private async disposeBatch(recs: CatalogRecord<MessageRetention>[], policies: Map<string, Policy>, actor: RetentionActor, report: DispositionRunReport, holds: Hold[]): Promise<string[]> {
     const now = this.nowIso();
     const done: string[] = [];
     for (const batch of batches(recs, MAX_BATCH)) {
@@ -405,10 +405,12 @@ export class DispositionJob {
           else if (o) this.skip(report, o.id, new CatalogConflictError(`its retention record changed while it was being disposed of (${o.reason})`));
         });
       }
-      // 2. The store, a message at a time (overlapping their round trips).
       const before = new Map(batch.map((r) => [r.id, r.data.state]));
+      // 1b. Holds placed since this run read them (in force from the moment they are saved, their walks may not have reached these records yet).
+      const clear = await this.withoutNewHolds(marked, holds, report, before);
+      // 2. The store, a message at a time (overlapping their round trips).
       const gone: CatalogRecord<MessageRetention>[] = [];
-      await eachLimit(marked, DISPOSE_CONCURRENCY, async (cur) => {
+      await eachLimit(clear, DISPOSE_CONCURRENCY, async (cur) => {
         try {
           await this.o.store.deleteMessage(cur.id);
           gone.push(cur);
@@ -450,6 +452,52 @@ export class DispositionJob {
     }
     report.disposed += done.length;
     return done;
+  }
+
+  /**
+   * The active holds read again, right before a batch's deletions: a hold
+   * saved since this run read them (`holds`, to which it is added for the
+   * rest of the run) is checked against each marked message's indexed
+   * document, and a message it covers is skipped and put back. Fail-closed:
+   * when the holds or a document cannot be read, the messages concerned are
+   * skipped and put back. A hold saved after this read meets these records
+   * `disposing` and sets the object's legal hold first, which stops a
+   * deletion that has not yet checked it.
+   */
+  private async withoutNewHolds(marked: CatalogRecord<MessageRetention>[], holds: Hold[], report: DispositionRunReport, before: Map<string, MessageState>): Promise<CatalogRecord<MessageRetention>[]> {
+    if (!marked.length) return marked;
+    const putBack = async (cur: CatalogRecord<MessageRetention>, err: unknown) => {
+      this.skip(report, cur.id, err);
+      await this.afterFailedDelete(cur, before.get(cur.id)!);
+    };
+    let fresh: Hold[];
+    try {
+      const known = new Set(holds.map((h) => h.id));
+      fresh = (await this.o.service.activeHolds()).filter((h) => !known.has(h.id));
+    } catch (err) {
+      await eachLimit(marked, DISPOSE_CONCURRENCY, (cur) => putBack(cur, new Error(`the active holds could not be read again before deleting: ${(err as Error).message}`)));
+      return [];
+    }
+    if (!fresh.length) return marked;
+    holds.push(...fresh);
+    const clear: CatalogRecord<MessageRetention>[] = [];
+    await eachLimit(marked, DISPOSE_CONCURRENCY, async (cur) => {
+      try {
+        const doc = await this.o.index.get(cur.id);
+        if (!doc) {
+          // A deletion finished before a crash (only the bookkeeping is left) has nothing left to protect.
+          if (await this.o.store.statMessage(cur.id)) throw new Error('not in the index: holds cannot be re-checked');
+          clear.push(cur);
+          return;
+        }
+        const covering = fresh.filter((h) => holdCovers(h, doc));
+        if (covering.length) throw new Error(`covered by hold ${covering.map((h) => h.id).join(', ')}, placed during this run`);
+        clear.push(cur);
+      } catch (err) {
+        await putBack(cur, err);
+      }
+    });
+    return clear;
   }
 
   /**

@@ -291,12 +291,16 @@ export class RetentionService {
     const [policies, holds] = await Promise.all([this.listPolicies(), this.activeHolds()]);
     const done = new Map<string, MessageRetention>();
     const used = new Set<string>();
-    for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
-      const planned = batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: holds.filter((h) => holdCovers(h, doc)).map((h) => h.id) }));
-      for (const p of planned) for (const id of p.covering) used.add(id);
-      for (const [id, r] of await this.upsertRecords(planned)) done.set(id, r);
+    try {
+      for (const batch of batches(uniqueById(docs), APPLY_BATCH)) {
+        const planned = batch.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: holds.filter((h) => holdCovers(h, doc)).map((h) => h.id) }));
+        for (const p of planned) for (const id of p.covering) used.add(id);
+        for (const [id, r] of await this.upsertRecords(planned)) done.set(id, r);
+      }
+    } finally {
+      // Also when a later batch failed: the batches written before it may name a hold released meanwhile.
+      if (used.size) await this.releaseLateHolds([...used]);
     }
-    if (used.size) await this.releaseLateHolds([...used]);
     return docs.map((d) => done.get(d.id)!);
   }
 
@@ -464,6 +468,8 @@ export class RetentionService {
     const applying = this.track(
       (async (): Promise<Hold> => {
         try {
+          // Shutting down: placed and in force, its application left to the disposition job (at the next start).
+          if (this.closing) return h;
           return (await this.resumeApply(h.id)) ?? (await this.getHold(h.id));
         } catch (err) {
           // Saved and audited: the hold is in force, and the disposition job resumes its application. Never answer as if it were not placed.
@@ -494,7 +500,7 @@ export class RetentionService {
   /** Interrupts the hold applications under way here between pages (they stay pending, resumed by the disposition job) and waits for them. */
   async close(): Promise<void> {
     this.closing = true;
-    await Promise.allSettled([...this.applying]);
+    while (this.applying.size) await Promise.allSettled([...this.applying]);
   }
 
   /**
@@ -539,6 +545,7 @@ export class RetentionService {
       let count: number | undefined;
       let error: string | undefined;
       try {
+        if (this.closing || stopping?.()) throw new Error('interrupted: the node was stopping');
         count = await this.applyHold(h, holdQuery(h), async (applied) => {
           await lease.renew();
           if (this.closing || stopping?.()) {
@@ -546,15 +553,16 @@ export class RetentionService {
             return false;
           }
           // Progress (messages applied so far), and whether the hold is still active.
-          return (await this.updateHold(id, (d) => (d.status === 'active' ? { ...d, messageCount: applied } : d))).status === 'active';
+          return (await this.updateHold(id, (d) => (d.status === 'active' ? { ...d, messageCount: Math.max(d.messageCount, applied) } : d))).status === 'active';
         });
       } catch (err) {
         error = (err as Error).message || String(err);
         this.o.log.error({ holdId: id, err: error }, 'a hold could not be applied to every archived message; it protects them meanwhile, and the disposition job resumes it');
       }
       if ((await this.getHold(id)).status === 'released') return await this.endReleasedApply(id);
-      // Released since that read: left as it is (pending, and its release too), for the release retry.
-      return await this.updateHold(id, (d) => (d.status === 'released' ? d : error === undefined ? { ...withoutApply(d), messageCount: count! } : { ...d, lastApplyError: error }));
+      const saved = await this.updateHold(id, (d) => (d.status === 'released' ? d : error === undefined ? { ...withoutApply(d), messageCount: count! } : { ...d, lastApplyError: error }));
+      // Released since that read: its release finished here, while this walk still holds the lease.
+      return saved.status === 'released' ? await this.endReleasedApply(id) : saved;
     } finally {
       await lease.release().catch(() => undefined);
     }
@@ -639,12 +647,9 @@ export class RetentionService {
    */
   async releaseHold(id: string, reason: string, actor: RetentionActor): Promise<ReleaseResult> {
     if (!reason || !reason.trim()) throw new ValidationError('releasing a hold needs a reason');
-    const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
-    if (!r) throw new NotFoundError(`no hold ${id}`);
-    if (r.data.status === 'active') {
-      await this.o.catalog.update(COLLECTIONS.holds, id, { ...r.data, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason, clearsPending: true }, r.version);
-    }
-    const result = await this.finishReleaseOf(r.data);
+    // Retried on a conflict: a walk applying the hold writes its progress to it page by page.
+    const released = await this.updateHold(id, (d) => (d.status === 'active' ? { ...d, status: 'released', releasedAt: this.now().toISO()!, releasedBy: actor.user, releaseReason: reason, clearsPending: true } : d));
+    const result = await this.finishReleaseOf(released);
     await this.audit(actor, 'retention.hold.release', id, { reason, ...result });
     return result;
   }

@@ -32,8 +32,8 @@ afterEach(async () => {
   while (fixtures.length) await fixtures.pop()!.close();
 });
 
-/** The store, with a hook run before each `setLegalHolds`. */
-function hookedLegalHolds(store: ObjectStore, before: (on: boolean) => Promise<void>): ObjectStore {
+/** The store, with a hook run before each `setLegalHolds`, and one before each `getLegalHold` (the disposition guard's read). */
+function hookedLegalHolds(store: ObjectStore, before: (on: boolean) => Promise<void>, beforeGet?: () => Promise<void>): ObjectStore {
   return new Proxy(store, {
     get(target, prop, recv) {
       const v = Reflect.get(target, prop, recv);
@@ -43,16 +43,32 @@ function hookedLegalHolds(store: ObjectStore, before: (on: boolean) => Promise<v
           return target.setLegalHolds(ids, on);
         };
       }
+      if (prop === 'getLegalHold' && beforeGet) {
+        return async (sha256: string) => {
+          await beforeGet();
+          return target.getLegalHold(sha256);
+        };
+      }
       return typeof v === 'function' ? v.bind(target) : v;
     },
   });
 }
 
-async function setup(mode: Mode, before: (on: boolean, fx: RetentionFixture) => Promise<void> = async () => undefined, wrapCatalog?: (c: CatalogStore) => CatalogStore) {
+async function setup(
+  mode: Mode,
+  before: (on: boolean, fx: RetentionFixture) => Promise<void> = async () => undefined,
+  wrapCatalog?: (c: CatalogStore) => CatalogStore,
+  beforeGet?: (fx: RetentionFixture) => Promise<void>,
+) {
   const ref: { fx?: RetentionFixture } = {};
   let inner: ObjectStore | undefined;
   // The real past, so that S3's own clock lets the scale-out store delete.
-  const fx = await retentionFixture({ start: '2020-01-01T00:00:00Z', mode, wrapCatalog, wrapStore: (s) => hookedLegalHolds((inner = s), (on) => before(on, ref.fx!)) });
+  const fx = await retentionFixture({
+    start: '2020-01-01T00:00:00Z',
+    mode,
+    wrapCatalog,
+    wrapStore: (s) => hookedLegalHolds((inner = s), (on) => before(on, ref.fx!), beforeGet && (() => beforeGet(ref.fx!))),
+  });
   ref.fx = fx;
   fixtures.push(fx);
   await fx.service.updatePolicy('default', { name: 'Default', matcher: {}, period: { unit: 'days', count: 10, from: 'received' }, action: 'delete' }, actor);
@@ -288,5 +304,46 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     expect(await s.hold(h.id)).toMatchObject({ messageCount: 3 });
     expect(await s.hold(h.id)).not.toHaveProperty('applyPending');
     expect(await s.flags()).toEqual([true, true, true]);
+  }, 120_000);
+  it('placed while a disposition run is under way: protects the messages its walk has not reached yet', async () => {
+    let open!: () => void;
+    const gate = new Promise<void>((r) => (open = r));
+    let placeHold: (() => Promise<void>) | undefined;
+    let holdId = '';
+    const s = await setup(
+      mode,
+      async (on) => {
+        if (on) await gate; // the hold's walk is slow to set the flags
+      },
+      undefined,
+      async () => {
+        // The run is guarding its first candidate (its holds were read at its start) when an officer places a hold.
+        const place = placeHold;
+        placeHold = undefined;
+        await place?.();
+      },
+    );
+    s.fx.setNow('2020-03-01T00:00:00Z');
+    placeHold = async () => {
+      holdId = (await s.fx.service.createHold({ caseId: s.caseId, name: 'Cust' }, actor, { waitMs: 0 })).id;
+    };
+    const run = await s.fx.job.run(scheduler);
+    expect(holdId).not.toBe('');
+    expect(run.disposed).toBe(0);
+    for (const sha of s.shas) expect(await s.fx.exists(sha)).toBe(true);
+    expect(run.skipped.map((x) => x.reason)).toEqual(s.shas.map(() => expect.stringMatching(new RegExp(`covered by (active )?hold ${holdId}`))));
+    // Put back, not left disposing: once the walk gets there, they are held.
+    open();
+    await s.fx.service.close();
+    expect(await s.held()).toEqual([true, true, true]);
+    expect(await s.flags()).toEqual([true, true, true]);
+  }, 120_000);
+  it('placed while the node shuts down: saved and in force, its application left to the disposition job', async () => {
+    const s = await setup(mode);
+    await s.fx.service.close();
+    const h = await s.fx.service.createHold({ caseId: s.caseId, name: 'Cust' }, actor);
+    expect(h).toMatchObject({ status: 'active', applyPending: true, messageCount: 0 });
+    expect(await s.held()).toEqual([false, false, false]);
+    expect(await s.hold(h.id)).toMatchObject({ applyPending: true });
   }, 120_000);
 });
