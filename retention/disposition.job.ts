@@ -194,6 +194,12 @@ export class DispositionJob {
     }
     report.acquired = true;
     const deleted: string[] = [];
+    const skippedIds = new Set<string>();
+    let skipsSeen = 0;
+    const skippedBefore = (id: string): boolean => {
+      for (; skipsSeen < report.skipped.length; skipsSeen++) skippedIds.add(report.skipped[skipsSeen].sha256);
+      return skippedIds.has(id);
+    };
     try {
       const policies = new Map((await this.o.service.listPolicies()).map((p) => [p.id, p]));
       const holds = await this.o.service.activeHolds();
@@ -217,6 +223,8 @@ export class DispositionJob {
               report.complete = false;
               return;
             }
+            // Skipped (and put back) earlier in this run: once per run is enough (the next run tries again).
+            if (skippedBefore(rec.id)) return;
             report.examined++;
             const outcome = await this.handle(rec, state, opts, holds, report);
             if (outcome === 'would-delete') deleted.push(rec.id);
@@ -344,12 +352,7 @@ export class DispositionJob {
     if (!doc) throw new Error('not in the index: holds cannot be re-checked');
     // The document must reflect every stored envelope: a later delivery not yet indexed may name a custodian (Bcc).
     // Checked even with no active hold: one placed after this run read the holds walks the index, which would miss it.
-    const indexed = new Set(doc.envelopeIds);
-    const unindexed = (await this.o.store.envelopeIds(sha)).filter((id) => !indexed.has(id));
-    if (unindexed.length) {
-      const requested = dryRun ? ' (a run that is not a dry run requests it)' : await this.requestIndex(sha, stored.size);
-      throw new Error(`the index lacks ${unindexed.length} of its stored envelopes (${unindexed[0]}…): holds cannot be re-checked until it is indexed again${requested}`);
-    }
+    await this.assertIndexComplete(sha, doc.envelopeIds, dryRun ? undefined : stored.size);
     const covering = holds.filter((h) => holdCovers(h, doc));
     if (covering.length) throw new Error(`covered by active hold ${covering.map((h) => h.id).join(', ')}`);
     // 3. The object's own legal hold and retention.
@@ -357,6 +360,19 @@ export class DispositionJob {
     const r = await this.o.store.getRetention(sha);
     if (r && r.retainUntil.toISOString() > now) throw new Error(`the stored object is retained until ${r.retainUntil.toISOString()}`);
     return rec;
+  }
+
+  /**
+   * Throws (the message is skipped) when the store holds an envelope of the
+   * message that its indexed document lacks, and then asks for it to be
+   * indexed again, given its size (not in a dry run: `size` undefined).
+   */
+  private async assertIndexComplete(sha: string, indexedIds: string[], size?: number): Promise<void> {
+    const indexed = new Set(indexedIds);
+    const unindexed = (await this.o.store.envelopeIds(sha)).filter((id) => !indexed.has(id));
+    if (!unindexed.length) return;
+    const requested = size === undefined ? ' (a run that is not a dry run requests it)' : await this.requestIndex(sha, size);
+    throw new Error(`the index lacks ${unindexed.length} of its stored envelopes (${unindexed[0]}…): holds cannot be re-checked until it is indexed again${requested}`);
   }
 
   /** Asks for the message to be indexed again; returns how that went, for the skip reason. Never throws. */
@@ -393,6 +409,8 @@ export class DispositionJob {
   private async disposeBatch(recs: CatalogRecord<MessageRetention>[], policies: Map<string, Policy>, actor: RetentionActor, report: DispositionRunReport, holds: Hold[]): Promise<string[]> {
     const now = this.nowIso();
     const done: string[] = [];
+    // The holds the page's guards checked: every batch of the page is checked against any hold beyond them.
+    const known = new Set(holds.map((h) => h.id));
     for (const batch of batches(recs, MAX_BATCH)) {
       // 1. Marked first.
       const marked: CatalogRecord<MessageRetention>[] = batch.filter((r) => r.data.state === 'disposing');
@@ -407,7 +425,7 @@ export class DispositionJob {
       }
       const before = new Map(batch.map((r) => [r.id, r.data.state]));
       // 1b. Holds placed since this run read them (in force from the moment they are saved, their walks may not have reached these records yet).
-      const clear = await this.withoutNewHolds(marked, holds, report, before);
+      const clear = await this.withoutNewHolds(marked, holds, known, report, before);
       // 2. The store, a message at a time (overlapping their round trips).
       const gone: CatalogRecord<MessageRetention>[] = [];
       await eachLimit(clear, DISPOSE_CONCURRENCY, async (cur) => {
@@ -464,7 +482,7 @@ export class DispositionJob {
    * `disposing` and sets the object's legal hold first, which stops a
    * deletion that has not yet checked it.
    */
-  private async withoutNewHolds(marked: CatalogRecord<MessageRetention>[], holds: Hold[], report: DispositionRunReport, before: Map<string, MessageState>): Promise<CatalogRecord<MessageRetention>[]> {
+  private async withoutNewHolds(marked: CatalogRecord<MessageRetention>[], holds: Hold[], known: Set<string>, report: DispositionRunReport, before: Map<string, MessageState>): Promise<CatalogRecord<MessageRetention>[]> {
     if (!marked.length) return marked;
     const putBack = async (cur: CatalogRecord<MessageRetention>, err: unknown) => {
       this.skip(report, cur.id, err);
@@ -472,24 +490,25 @@ export class DispositionJob {
     };
     let fresh: Hold[];
     try {
-      const known = new Set(holds.map((h) => h.id));
       fresh = (await this.o.service.activeHolds()).filter((h) => !known.has(h.id));
     } catch (err) {
       await eachLimit(marked, DISPOSE_CONCURRENCY, (cur) => putBack(cur, new Error(`the active holds could not be read again before deleting: ${(err as Error).message}`)));
       return [];
     }
     if (!fresh.length) return marked;
-    holds.push(...fresh);
+    // For the rest of the run (later pages' guards check them).
+    for (const h of fresh) if (!holds.some((x) => x.id === h.id)) holds.push(h);
     const clear: CatalogRecord<MessageRetention>[] = [];
     await eachLimit(marked, DISPOSE_CONCURRENCY, async (cur) => {
       try {
-        const doc = await this.o.index.get(cur.id);
-        if (!doc) {
-          // A deletion finished before a crash (only the bookkeeping is left) has nothing left to protect.
-          if (await this.o.store.statMessage(cur.id)) throw new Error('not in the index: holds cannot be re-checked');
+        // A deletion finished before a crash (only the bookkeeping is left) has nothing left to protect.
+        if (!(await this.o.store.statMessage(cur.id))) {
           clear.push(cur);
           return;
         }
+        const doc = await this.o.index.get(cur.id);
+        if (!doc) throw new Error('not in the index: holds cannot be re-checked');
+        await this.assertIndexComplete(cur.id, doc.envelopeIds);
         const covering = fresh.filter((h) => holdCovers(h, doc));
         if (covering.length) throw new Error(`covered by hold ${covering.map((h) => h.id).join(', ')}, placed during this run`);
         clear.push(cur);

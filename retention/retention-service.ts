@@ -299,7 +299,11 @@ export class RetentionService {
       }
     } finally {
       // Also when a later batch failed: the batches written before it may name a hold released meanwhile.
-      if (used.size) await this.releaseLateHolds([...used]);
+      if (used.size) {
+        await this.releaseLateHolds([...used]).catch((err: unknown) =>
+          this.o.log.warn({ err: (err as Error).message }, 'could not read again the holds just applied to new messages; one released meanwhile may still hold them (release it again to free them)'),
+        );
+      }
     }
     return docs.map((d) => done.get(d.id)!);
   }
@@ -546,6 +550,7 @@ export class RetentionService {
       let error: string | undefined;
       try {
         if (this.closing || stopping?.()) throw new Error('interrupted: the node was stopping');
+        await this.applyToDisposing(h);
         count = await this.applyHold(h, holdQuery(h), async (applied) => {
           await lease.renew();
           if (this.closing || stopping?.()) {
@@ -565,6 +570,30 @@ export class RetentionService {
       return saved.status === 'released' ? await this.endReleasedApply(id) : saved;
     } finally {
       await lease.release().catch(() => undefined);
+    }
+  }
+
+  /**
+   * Before the full walk, the few records a disposition run has marked
+   * `disposing` right now: a hold saved during a run reaches them first (the
+   * object's legal hold first), so that a deletion that has not yet checked
+   * the object is refused. The run itself re-reads the holds before each
+   * batch of deletions; this covers a hold saved after that read.
+   */
+  private async applyToDisposing(h: Hold): Promise<void> {
+    const page = await this.o.catalog.list<MessageRetention>(COLLECTIONS.messages, { where: { state: 'disposing' }, limit: MAX_BATCH });
+    if (!page.records.length) return;
+    const docs: IndexedMessage[] = [];
+    await eachLimit(page.records, STORE_CONCURRENCY, async (r) => {
+      const doc = await this.o.index.get(r.id);
+      if (doc && holdCovers(h, doc)) docs.push(doc);
+    });
+    if (!docs.length) return;
+    const policies = await this.listPolicies();
+    try {
+      await this.upsertRecords(docs.map((doc) => ({ doc, ev: evaluate(doc, policies), covering: [h.id] })));
+    } catch (err) {
+      if (!(err instanceof NotFoundError)) throw err; // deleted meanwhile: the walk meets the rest
     }
   }
 
@@ -620,8 +649,10 @@ export class RetentionService {
     for (;;) {
       const r = await this.o.catalog.get<Hold>(COLLECTIONS.holds, id);
       if (!r) throw new NotFoundError(`no hold ${id}`);
+      const next = change(r.data);
+      if (next === r.data) return r.data; // nothing to change: no write (no version bump for other writers to trip on)
       try {
-        return (await this.o.catalog.update(COLLECTIONS.holds, id, change(r.data), r.version)).data;
+        return (await this.o.catalog.update(COLLECTIONS.holds, id, next, r.version)).data;
       } catch (err) {
         if (!(err instanceof CatalogConflictError)) throw err;
       }

@@ -12,7 +12,7 @@ import { createHash } from 'node:crypto';
 import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { afterEach, describe, expect, it } from 'vitest';
-import { rawMail, retentionFixture, type RetentionFixture } from './helpers/retention-fixture.js';
+import { rawMail, retentionFixture, silent, type RetentionFixture } from './helpers/retention-fixture.js';
 import { newEnvelopeId } from '../src/domain/envelope-id.js';
 import { SCAN_PAGE_SIZE } from '../src/ports/message-index.js';
 import { documentFor } from '../ingest/index-message.job.js';
@@ -23,7 +23,7 @@ import { StorageUnavailableError } from '../src/errors.js';
 import type { ObjectStore } from '../src/ports/object-store.js';
 import type { CatalogStore } from '../src/ports/catalog-store.js';
 import { CatalogLease } from '../retention/lease.js';
-import { COLLECTIONS, type Hold, type MessageRetention } from '../retention/index.js';
+import { COLLECTIONS, RetentionService, type Hold, type MessageRetention } from '../retention/index.js';
 
 const actor = { user: 'officer@corp.example' };
 const scheduler = { actor: { user: 'scheduler' } };
@@ -331,8 +331,10 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     expect(holdId).not.toBe('');
     expect(run.disposed).toBe(0);
     for (const sha of s.shas) expect(await s.fx.exists(sha)).toBe(true);
-    expect(run.skipped.map((x) => x.reason)).toEqual(s.shas.map(() => expect.stringMatching(new RegExp(`covered by (active )?hold ${holdId}`))));
-    // Put back, not left disposing: once the walk gets there, they are held.
+    expect(run.skipped.map((x) => x.reason)).toEqual(s.shas.map(() => expect.stringMatching(new RegExp(`covered by hold ${holdId}, placed during this run`))));
+    // Put back (active, not left disposing) before the hold's walk got to them.
+    for (const sha of s.shas) expect((await s.fx.service.getMessageRetention(sha))!.state).toBe('active');
+    expect(await s.held()).toEqual([false, false, false]);
     open();
     await s.fx.service.close();
     expect(await s.held()).toEqual([true, true, true]);
@@ -344,6 +346,30 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     const h = await s.fx.service.createHold({ caseId: s.caseId, name: 'Cust' }, actor);
     expect(h).toMatchObject({ status: 'active', applyPending: true, messageCount: 0 });
     expect(await s.held()).toEqual([false, false, false]);
-    expect(await s.hold(h.id)).toMatchObject({ applyPending: true });
+    // Not walked at all (not even started and interrupted).
+    const saved = await s.hold(h.id);
+    expect(saved).toMatchObject({ applyPending: true });
+    expect(saved).not.toHaveProperty('lastApplyError');
+  }, 120_000);
+
+  it('reaches the records a disposition run has marked disposing before it walks the rest', async () => {
+    const calls: string[][] = [];
+    const s = await setup(mode);
+    const store = s.fx.store;
+    const recorded = new Proxy(store, {
+      get(target, prop, recv) {
+        const v = Reflect.get(target, prop, recv);
+        if (prop === 'setLegalHolds') return async (ids: string[], on: boolean) => (on && calls.push([...ids]), target.setLegalHolds(ids, on));
+        return typeof v === 'function' ? v.bind(target) : v;
+      },
+    });
+    // A run is deleting the last message (marked, not yet deleted).
+    const rec = (await s.fx.catalog.get<MessageRetention>(COLLECTIONS.messages, s.shas[2]))!;
+    await s.fx.catalog.update(COLLECTIONS.messages, rec.id, { ...rec.data, state: 'disposing', dispositionId: `test-${rec.id}` }, rec.version);
+    const service = new RetentionService({ catalog: s.fx.catalog, index: s.fx.index, store: recorded, audit: s.fx.audit, clock: s.fx.now, log: silent });
+    const h = await service.createHold({ caseId: s.caseId, name: 'Cust' }, actor);
+    expect(h.messageCount).toBe(3);
+    expect(calls[0]).toEqual([s.shas[2]]);
+    expect(await s.flags()).toEqual([true, true, true]);
   }, 120_000);
 });
