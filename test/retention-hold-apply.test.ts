@@ -101,6 +101,15 @@ async function archiveBulk(fx: RetentionFixture, n: number, to: string): Promise
   return shas;
 }
 
+/** The hold is applied to the three messages of `setup`: counted, no longer pending, every record held and every flag on. */
+async function expectApplied(s: Awaited<ReturnType<typeof setup>>, id: string): Promise<void> {
+  const h = await s.hold(id);
+  expect(h).toMatchObject({ status: 'active', messageCount: 3 });
+  expect(h).not.toHaveProperty('applyPending');
+  expect(await s.held()).toEqual([true, true, true]);
+  expect(await s.flags()).toEqual([true, true, true]);
+}
+
 /** A hold placed while the store refuses legal holds (so its application is pending); `up()` brings the store back. */
 async function pendingHold(mode: Mode) {
   let down = true;
@@ -149,9 +158,7 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     s.fx.job.start(0);
     await expect.poll(async () => (await s.hold(h.id)).applyPending, { timeout: 60_000 }).toBeUndefined();
     await s.fx.job.stop();
-    expect(await s.hold(h.id)).toMatchObject({ messageCount: 3 });
-    expect(await s.hold(h.id)).not.toHaveProperty('applyPending');
-    expect(await s.flags()).toEqual([true, true, true]);
+    await expectApplied(s, h.id);
   }, 120_000);
 
   it('is left to the node that holds its lease, and applied once that lease is gone', async () => {
@@ -301,10 +308,9 @@ describe.runIf(enabled)(`hold application: failures, interruptions and releases 
     expect(run).toMatchObject({ holdsApplied: 0, holdsApplyPending: 1 });
     open();
     await s.fx.service.close();
-    expect(await s.hold(h.id)).toMatchObject({ messageCount: 3 });
-    expect(await s.hold(h.id)).not.toHaveProperty('applyPending');
-    expect(await s.flags()).toEqual([true, true, true]);
+    await expectApplied(s, h.id);
   }, 120_000);
+
   it('placed while a disposition run is under way: protects the messages its walk has not reached yet', async () => {
     let open!: () => void;
     const gate = new Promise<void>((r) => (open = r));
